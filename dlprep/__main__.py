@@ -1,0 +1,5 @@
+"""`python -m dlprep` runs the command-line tool."""
+
+from dlprep.cli import main
+
+main()

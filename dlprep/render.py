@@ -1,0 +1,320 @@
+"""Everything the terminal shows. The only module that imports rich.
+
+Functions take plain results from the core and print them; none of them decides anything.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dlprep.scheduler import Rating, describe_interval
+
+RATING_NAMES = {
+    Rating.Again: "Again",
+    Rating.Hard: "Hard",
+    Rating.Good: "Good",
+    Rating.Easy: "Easy",
+}
+RATING_STYLES = {
+    Rating.Again: "red",
+    Rating.Hard: "yellow",
+    Rating.Good: "green",
+    Rating.Easy: "cyan",
+}
+QUIZ_HELP = (
+    "While answering: type your answer (or just Enter), ':u' undo the previous answer, "
+    "':b' bury this card until tomorrow, ':s' suspend it, ':q' quit, ':h' this help.\n"
+    "While rating: 1 Again, 2 Hard, 3 Good, 4 Easy, Enter = the suggested rating; "
+    "u, b, s, q and h work here too."
+)
+
+
+def _out() -> Console:
+    # Built per call: the console must follow sys.stdout and $COLUMNS as they are now.
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def error(message: str) -> None:
+    _err().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    _err().print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def line(message: str = "", style: str | None = None) -> None:
+    _out().print(escape(message), style=style, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def markdown(text: str) -> None:
+    from rich.markdown import Markdown  # imported late: the quiz's first prompt needs none of it
+
+    _out().print(Markdown(text))
+
+
+def prompt(text: str) -> None:
+    """Print a prompt without a newline; the caller reads the answer from stdin."""
+    console = _out()
+    console.print(text, end="", markup=True, highlight=False)
+    console.file.flush()
+
+
+# -- bank ------------------------------------------------------------------------------------
+
+
+def bank_problems(problems: Sequence[str]) -> None:
+    console = _err()
+    for problem in problems:
+        console.print(f"[red]✗[/] {escape(problem)}", soft_wrap=True)
+
+
+def bank_ok(files: int, questions: int, topics: int) -> None:
+    _out().print(f"[green]✓[/] {questions} questions in {topics} topics ({files} files): all valid")
+
+
+def question_table(rows: Sequence[dict[str, Any]]) -> None:
+    table = Table(show_lines=False, header_style="bold")
+    for name in ("id", "topic", "kind", "difficulty", "state", "due"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(
+            *(escape(str(row[k])) for k in ("id", "topic", "kind", "difficulty", "state", "due"))
+        )
+    console = _out()
+    console.print(table)
+    console.print(f"{len(rows)} questions")
+
+
+def question_detail(
+    question: Any, state: str, due: str, location: str, history: Sequence[Any]
+) -> None:
+    console = _out()
+    console.rule(
+        f"[bold]{escape(question.id)}[/]  [dim]{escape(question.topic)} · "
+        f"{question.kind} · {question.difficulty}[/]"
+    )
+    console.print(f"[bold]{escape(question.prompt)}[/]\n")
+    if question.kind == "mcq":
+        for choice in question.choices:
+            mark = "[green]✓[/]" if choice == question.correct else " "
+            console.print(f"  {mark} {escape(choice)}")
+        console.print()
+    markdown(question.answer)
+    _bullets("Key points", question.key_points)
+    _bullets("Pitfalls", question.pitfalls)
+    _bullets("Follow-ups", question.follow_ups)
+    if question.demo:
+        console.print(f"\n[bold]Demo:[/] dlprep demo {escape(question.demo)}")
+    if question.references:
+        console.print("\n[bold]References[/]")
+        for ref in question.references:
+            console.print(f"  • {escape(ref.title)} — {escape(ref.url)}", soft_wrap=True)
+    extra = [f"sources: {', '.join(question.sources)}"] if question.sources else []
+    console.print(
+        f"\n[dim]{escape(location)} · tags: {escape(', '.join(question.tags) or '-')}"
+        f"{' · ' + escape(extra[0]) if extra else ''}[/]",
+        soft_wrap=True,
+    )
+    console.print(f"[dim]progress: {state}, due {escape(due)}, {len(history)} answers[/]")
+    for review in history[-10:]:
+        undone = " (undone)" if review.undone else ""
+        console.print(
+            f"[dim]  {review.reviewed_at:%Y-%m-%d %H:%M} "
+            f"{RATING_NAMES[Rating(review.rating)]}{undone}[/]"
+        )
+
+
+def _bullets(title: str, items: Sequence[str]) -> None:
+    if not items:
+        return
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=3, justify="right")
+    grid.add_column()
+    for item in items:
+        grid.add_row("•", escape(item))  # wrapped lines hang under the text, not the bullet
+    console = _out()
+    console.print(f"\n[bold]{title}[/]")
+    console.print(grid)
+
+
+# -- quiz ------------------------------------------------------------------------------------
+
+
+def _progress_bar(done: int, total: int, width: int = 24) -> str:
+    filled = round(width * done / total) if total else width
+    return f"[green]{'━' * filled}[/][dim]{'━' * (width - filled)}[/]"
+
+
+def card_front(item: Any, position: int, total: int, state: str) -> None:
+    console = _out()
+    question = item.question
+    console.print()
+    console.print(
+        f"{_progress_bar(position - 1, total)} [bold]{position}/{total}[/]  "
+        f"[dim]{escape(question.topic)} · {question.difficulty} · {state}[/]"
+    )
+    console.print(f"[bold]{escape(item.prompt)}[/]", soft_wrap=True)
+    if item.choices:
+        for letter, choice in zip("ABCDEFGH", item.choices, strict=False):
+            console.print(f"  [bold]{letter})[/] {escape(choice)}", soft_wrap=True)
+    if question.kind == "numeric" and question.unit:
+        console.print(f"[dim](answer in {escape(question.unit)})[/]")
+
+
+def answer_prompt(kind: str) -> str:
+    hint = {"mcq": "letter", "numeric": "number"}.get(kind, "your answer, or Enter to reveal")
+    return f"[dim]({hint}; :h help)[/] > "
+
+
+def card_back(item: Any, grade: Any) -> None:
+    console = _out()
+    question = item.question
+    if grade is not None:
+        if grade.correct:
+            console.print(f"[bold green]✓ correct[/] ({escape(grade.expected)})")
+        else:
+            given = f"you said {escape(grade.given)}; " if grade.given else ""
+            console.print(f"[bold red]✗ not quite[/] — {given}answer: {escape(grade.expected)}")
+    if item.draw is not None:
+        console.print(f"[dim]{escape(item.draw.working)}[/]")
+    console.rule(style="dim")
+    markdown(question.answer)
+    _bullets("Key points", question.key_points)
+    if question.demo:
+        console.print(f"\n[bold]See it run:[/] dlprep demo {escape(question.demo)}")
+    console.rule(style="dim")
+
+
+def rating_prompt(intervals: dict[Rating, timedelta], suggested: Rating) -> str:
+    parts = []
+    for rating, delta in intervals.items():
+        style = RATING_STYLES[rating]
+        label = f"[{style}]{int(rating)} {RATING_NAMES[rating]}[/] ({describe_interval(delta)})"
+        parts.append(f"[bold]{label}[/]" if rating == suggested else label)
+    return f"{'  '.join(parts)}  [dim][Enter={RATING_NAMES[suggested]}][/] > "
+
+
+def answered(
+    rating: Rating, due: datetime | None, now: datetime, became_leech: bool, cram: bool
+) -> None:
+    console = _out()
+    if cram:
+        console.print(f"[dim]{RATING_NAMES[rating]} — cram mode, schedule unchanged[/]")
+    elif due is not None:
+        console.print(
+            f"[dim]{RATING_NAMES[rating]} — next review in {describe_interval(due - now)}[/]"
+        )
+    if became_leech:
+        console.print(
+            "[yellow]This card is a leech (failed again and again): it is tagged "
+            "and suspended. Rework it, then `dlprep unsuspend`.[/]"
+        )
+
+
+def quiz_help() -> None:
+    _out().print(f"[dim]{escape(QUIZ_HELP)}[/]", soft_wrap=True)
+
+
+def nothing_to_study(next_due: datetime | None, now: datetime, new_left: int) -> None:
+    console = _out()
+    console.print("[green]Nothing due right now.[/]")
+    if next_due is not None:
+        console.print(f"Next card due in {describe_interval(next_due - now)}.")
+    if new_left:
+        console.print(
+            f"{new_left} new questions are waiting: today's new-card limit is used "
+            "up; `dlprep quiz --new 10` takes more."
+        )
+
+
+def session_summary(summary: Any, now: datetime) -> None:
+    console = _out()
+    console.print()
+    if not summary.answered:
+        console.print("[dim]No cards answered.[/]")
+    else:
+        minutes = summary.seconds / 60
+        ratings = "  ".join(
+            f"[{RATING_STYLES[r]}]{RATING_NAMES[r]} {summary.ratings.get(r, 0)}[/]" for r in Rating
+        )
+        console.print(
+            f"[bold]Session done:[/] {summary.answered} answered "
+            f"({summary.new_cards} new) in {minutes:.1f} min   {ratings}"
+        )
+        if summary.auto_graded:
+            console.print(f"Auto-graded: {summary.auto_correct}/{summary.auto_graded} correct")
+    if summary.leeches:
+        console.print(f"[yellow]New leeches (suspended): {', '.join(summary.leeches)}[/]")
+    if summary.left_in_queue:
+        console.print(f"{summary.left_in_queue} cards left in this session's queue.")
+    if summary.cram:
+        console.print("[dim]Cram mode: the schedule is unchanged.[/]")
+    elif summary.next_due is not None:
+        when = (
+            "now" if summary.next_due <= now else f"in {describe_interval(summary.next_due - now)}"
+        )
+        console.print(f"Next card due {when}. Everything answered is saved.")
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+def stats(progress: Any) -> None:
+    p = progress
+    console = _out()
+    console.print(
+        f"[bold]{p.reviewed_cards}[/] of {p.total_questions} questions studied · "
+        f"{p.total_reviews} answers · [bold]{p.due_now} due now[/], {p.due_today} today · "
+        f"{p.new_available} new · today: {p.today.total} answers ({p.today.new} new)"
+    )
+    table = Table(header_style="bold")
+    table.add_column("topic")
+    for name in ("questions", "studied", "mastered", "due"):
+        table.add_column(name, justify="right")
+    for t in p.by_topic:
+        table.add_row(
+            escape(t.topic),
+            str(t.questions),
+            str(t.seen),
+            f"{t.mastered} ({100 * t.mastery:.0f}%)",
+            str(t.due_now),
+        )
+    console.print(table)
+    states = ", ".join(f"{name} {n}" for name, n in p.by_state.items())
+    console.print(f"[dim]cards: {states}; suspended {p.suspended}; leeches {len(p.leeches)}[/]")
+    most = max((n for _, n in p.activity), default=0)
+    if most:
+        console.print("[bold]last days[/]")
+        for day, n in p.activity:
+            bar = "█" * max(1 if n else 0, round(30 * n / most))
+            console.print(f"  {day:%a %m-%d} {n:>5} [green]{bar}[/]")
+    if p.orphans:
+        console.print(
+            f"[dim]{len(p.orphans)} questions with history are no longer in the bank "
+            f"(kept): {', '.join(p.orphans[:5])}{' …' if len(p.orphans) > 5 else ''}[/]"
+        )
+
+
+def settings_table(values: dict[str, Any], descriptions: dict[str, str]) -> None:
+    table = Table(header_style="bold")
+    for name in ("setting", "value", "meaning"):
+        table.add_column(name, overflow="fold")
+    for key, value in values.items():
+        table.add_row(key, escape(json.dumps(value)), escape(descriptions.get(key, "")))
+    _out().print(table)
