@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 
@@ -12,3 +14,30 @@ def dlprep_home(tmp_path, monkeypatch):
     monkeypatch.delenv("DLPREP_BANK", raising=False)
     monkeypatch.setenv("COLUMNS", "100")
     return home
+
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)  # a Monday, noon UTC
+
+
+def make_question(qid: str, topic: str = "basics", **fields):
+    """A valid open question with only what a test cares about spelled out."""
+    from dlprep.schema import Question
+
+    data = dict(
+        id=qid,
+        topic=topic,
+        prompt=f"What is {qid}?",
+        answer=f"{qid} is ...",
+        key_points=["a point"],
+    )
+    data.update(fields)
+    return Question(**data)
+
+
+def make_bank(questions):
+    from dlprep.bank import Bank
+
+    topics = {}
+    for q in questions:
+        topics.setdefault(q.topic, q.topic.title())
+    return Bank(tuple(questions), topics)

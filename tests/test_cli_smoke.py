@@ -30,10 +30,44 @@ def test_every_command_has_help_text():
 
     group = typer.main.get_command(app)
     paths = list(_commands(group))
-    assert {p[0][0] for p in paths} >= {"quiz", "list", "show", "stats", "export", "bank", "suspend",
-                                      "unsuspend", "bury", "undo", "config"}
+    expected = {
+        "quiz",
+        "list",
+        "show",
+        "stats",
+        "export",
+        "bank",
+        "suspend",
+        "unsuspend",
+        "bury",
+        "unbury",
+        "undo",
+        "config",
+    }
+    assert {p[0][0] for p in paths} >= expected
     for path, command in paths:
         assert command.help, f"dlprep {' '.join(path)} has no help text"
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, result.output
         assert "Usage" in result.output
+
+
+def test_the_quiz_path_never_imports_torch(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from dlprep.cli import app\n"
+        "r = CliRunner()\n"
+        "runs = [['quiz', '--limit', '1'], ['list'], ['stats'], ['show', 'conv-output-width']]\n"
+        "for args in runs:\n"
+        "    assert r.invoke(app, args, input='\\n3\\n').exit_code == 0, args\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'rich.markdown' in sys.modules  # the answer was rendered\n"
+    )
+    env = {**os.environ, "DLPREP_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
