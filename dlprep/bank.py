@@ -16,18 +16,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from dlprep import __version__
 from dlprep.errors import BankError, NotFoundError
 from dlprep.generators import GENERATORS
-from dlprep.schema import Question, TopicFile
+from dlprep.questions import Question
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from dlprep.schema import TopicFile
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 BANK_SUFFIXES = (".yaml", ".yml")
 
 
@@ -35,7 +39,7 @@ BANK_SUFFIXES = (".yaml", ".yml")
 class Bank:
     questions: tuple[Question, ...]
     topics: dict[str, str]  # slug -> title, in the order first seen
-    locations: dict[str, str] = field(default_factory=dict)  # id -> "file:line"
+    locations: dict[str, str] = field(default_factory=dict)  # id -> "/abs/file.yaml:line"
 
     @cached_property
     def by_id(self) -> dict[str, Question]:
@@ -44,6 +48,11 @@ class Bank:
     @cached_property
     def tags(self) -> set[str]:
         return {tag for q in self.questions for tag in q.tags}
+
+    def location(self, question_id: str) -> str:
+        """Where a question is written, as "file:line" relative to the current folder."""
+        where = self.locations.get(question_id)
+        return bank_location(where) if where else ""
 
     def get(self, question_id: str) -> Question:
         try:
@@ -68,12 +77,6 @@ class Bank:
         ]
 
 
-class _Cached(BaseModel):
-    questions: list[Question]
-    topics: dict[str, str]
-    locations: dict[str, str]
-
-
 def _suggest(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -84,7 +87,10 @@ def bank_files(paths: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in BANK_SUFFIXES))
+            found = sorted(p for p in path.rglob("*") if p.suffix in BANK_SUFFIXES)
+            if not found:
+                raise BankError([f"{path}: no YAML files in this folder"])
+            files.extend(found)
         elif path.is_file():
             if path.suffix not in BANK_SUFFIXES:
                 raise BankError(
@@ -94,6 +100,12 @@ def bank_files(paths: Sequence[Path]) -> list[Path]:
         else:
             raise BankError([f"{path}: no such file or folder"])
     return files
+
+
+def bank_location(where: str) -> str:
+    """ "/abs/file.yaml:12" -> "file.yaml:12" relative to the current folder where possible."""
+    path, _, line = where.rpartition(":")
+    return f"{_display(Path(path))}:{line}"
 
 
 def _display(path: Path) -> str:
@@ -146,13 +158,15 @@ def _field_path(loc: tuple, data: Any) -> str:
 
 
 def _validation_problems(err: ValidationError, shown: str, data: Any, lines: dict) -> list[str]:
+    from dlprep.schema import QuestionSpec
+
     problems = []
     for e in err.errors(include_url=False):
         loc = tuple(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         # Cross-field checks name their field first ("choices: ..."): point at that field.
         head, sep, rest = msg.partition(": ")
-        if sep and head in Question.model_fields and (not loc or loc[-1] != head):
+        if sep and head in QuestionSpec.model_fields and (not loc or loc[-1] != head):
             loc, msg = loc + (head,), rest
         line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
         problems.append(f"{shown}:{line}: {_field_path(loc, data)}: {msg}")
@@ -161,6 +175,11 @@ def _validation_problems(err: ValidationError, shown: str, data: Any, lines: dic
 
 def parse_file(path: Path) -> tuple[TopicFile | None, dict[str, int], list[str]]:
     """Parse and validate one topic file: (model or None, id -> line, problems)."""
+    # pydantic is imported only here: validating YAML needs it, loading the cache does not.
+    from pydantic import ValidationError
+
+    from dlprep.schema import TopicFile
+
     shown = _display(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -198,11 +217,14 @@ def validate(paths: Sequence[Path]) -> tuple[Bank, list[str]]:
         if topic_file is None:
             continue
         topics.setdefault(topic_file.topic, topic_file.title)
-        shown = _display(path)
-        for q in topic_file.questions:
-            where = f"{shown}:{id_lines[q.id]}"
+        for spec in topic_file.questions:
+            q = Question.from_dict(spec.model_dump())
+            where = f"{path.resolve()}:{id_lines[q.id]}"
             if q.id in locations:
-                problems.append(f"{where}: id: duplicate id {q.id!r} (first at {locations[q.id]})")
+                first = bank_location(locations[q.id])
+                problems.append(
+                    f"{bank_location(where)}: id: duplicate id {q.id!r} (first at {first})"
+                )
                 continue
             locations[q.id] = where
             questions.append(q)
@@ -227,10 +249,11 @@ def load_bank(paths: Sequence[Path], cache_dir: Path | None = None) -> Bank:
     cache_file = cache_dir / f"bank-{_cache_key(files)}.json" if cache_dir else None
     if cache_file is not None and cache_file.is_file():
         try:
-            cached = _Cached.model_validate_json(cache_file.read_bytes())
-            return Bank(tuple(cached.questions), cached.topics, cached.locations)
-        except (OSError, ValidationError):
-            pass  # a stale or damaged cache is rebuilt below
+            cached = json.loads(cache_file.read_bytes())
+            questions = tuple(Question.from_dict(q) for q in cached["questions"])
+            return Bank(questions, cached["topics"], cached["locations"])
+        except (OSError, ValueError, TypeError, KeyError):
+            pass  # a damaged cache is rebuilt below (its key already guards against staleness)
     bank, problems = validate(files)
     if problems:
         raise BankError(problems)
@@ -241,12 +264,16 @@ def load_bank(paths: Sequence[Path], cache_dir: Path | None = None) -> Bank:
 
 def _write_cache(cache_file: Path, bank: Bank) -> None:
     """Write atomically (another dlprep may read it at the same moment); caching is best effort."""
-    payload = _Cached(questions=list(bank.questions), topics=bank.topics, locations=bank.locations)
+    payload = {
+        "questions": [q.to_dict() for q in bank.questions],
+        "topics": bank.topics,
+        "locations": bank.locations,
+    }
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".bank-", suffix=".tmp")
         with os.fdopen(fd, "wb") as out:
-            out.write(payload.model_dump_json().encode())
+            out.write(json.dumps(payload, ensure_ascii=False).encode())
         os.replace(tmp, cache_file)
         for old in sorted(cache_file.parent.glob("bank-*.json"), key=lambda p: p.stat().st_mtime)[
             :-8
@@ -258,6 +285,4 @@ def _write_cache(cache_file: Path, bank: Bank) -> None:
 
 def dump_question(question: Question) -> dict[str, Any]:
     """A question as plain data (for --json output), without empty optional fields."""
-    data = question.model_dump(exclude_defaults=True)
-    data.setdefault("kind", question.kind)
-    return json.loads(json.dumps(data))
+    return {"kind": question.kind, **question.to_dict()}

@@ -41,7 +41,8 @@ def grade_numeric(
     shown = format_number(expected)
     if given is None:
         return Grade(False, shown, "")
-    allowed = max(tolerance, rel_tolerance * abs(expected), 1e-9 * max(1.0, abs(expected)))
+    # The slack absorbs float rounding, so an answer exactly at the tolerance's edge counts.
+    allowed = max(tolerance, rel_tolerance * abs(expected)) + 1e-9 * max(1.0, abs(expected))
     return Grade(
         math.isclose(given, expected, abs_tol=allowed, rel_tol=0.0), shown, format_number(given)
     )
@@ -51,15 +52,17 @@ def grade_mcq(text: str, shown_choices: list[str], correct: str) -> Grade:
     """`shown_choices` is the order shown; the answer is a letter, a number or the text."""
     right = f"{LETTERS[shown_choices.index(correct)]}) {correct}"
     answer = text.strip()
+    letters = LETTERS[: len(shown_choices)]
+    # Accept what the quiz shows too: "A)", "a.", "a) relu".
+    label = re.match(r"^([A-Za-z])[).:]?(\s|$)", answer)
+    by_text = [c for c in shown_choices if answer and answer.casefold() == c.casefold()]
     picked: str | None = None
-    if len(answer) == 1 and answer.upper() in LETTERS[: len(shown_choices)]:
-        picked = shown_choices[LETTERS.index(answer.upper())]
+    if by_text:  # the text itself wins, so a choice "3" is not read as the third choice
+        picked = by_text[0]
+    elif label and label.group(1).upper() in letters:
+        picked = shown_choices[letters.index(label.group(1).upper())]
     elif answer.isdigit() and 1 <= int(answer) <= len(shown_choices):
         picked = shown_choices[int(answer) - 1]
-    else:
-        for choice in shown_choices:
-            if answer and answer.casefold() == choice.casefold():
-                picked = choice
     if picked is None:
         return Grade(False, right, "")
     return Grade(picked == correct, right, f"{LETTERS[shown_choices.index(picked)]}) {picked}")

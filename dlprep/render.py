@@ -1,6 +1,7 @@
 """Everything the terminal shows. The only module that imports rich.
 
 Functions take plain results from the core and print them; none of them decides anything.
+rich's Markdown and Table are imported where used: the quiz's first prompt needs neither.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from dlprep.scheduler import Rating, describe_interval
 
@@ -89,6 +89,8 @@ def bank_ok(files: int, questions: int, topics: int) -> None:
 
 
 def question_table(rows: Sequence[dict[str, Any]]) -> None:
+    from rich.table import Table
+
     table = Table(show_lines=False, header_style="bold")
     for name in ("id", "topic", "kind", "difficulty", "state", "due"):
         table.add_column(name, overflow="fold")
@@ -143,6 +145,8 @@ def question_detail(
 def _bullets(title: str, items: Sequence[str]) -> None:
     if not items:
         return
+    from rich.table import Table
+
     grid = Table.grid(padding=(0, 1))
     grid.add_column(width=3, justify="right")
     grid.add_column()
@@ -276,6 +280,8 @@ def session_summary(summary: Any, now: datetime) -> None:
 
 
 def stats(progress: Any) -> None:
+    from rich.table import Table
+
     p = progress
     console = _out()
     console.print(
@@ -312,6 +318,8 @@ def stats(progress: Any) -> None:
 
 
 def settings_table(values: dict[str, Any], descriptions: dict[str, str]) -> None:
+    from rich.table import Table
+
     table = Table(header_style="bold")
     for name in ("setting", "value", "meaning"):
         table.add_column(name, overflow="fold")

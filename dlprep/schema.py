@@ -1,4 +1,7 @@
-"""The question-bank schema: what a topic file in content/ may contain (see docs/bank-format.md)."""
+"""The question-bank schema: what a topic file may contain (docs/bank-format.md).
+
+Used to validate YAML; validated questions become `dlprep.questions.Question` dataclasses.
+"""
 
 from __future__ import annotations
 
@@ -29,12 +32,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Reference(_Strict):
+class ReferenceSpec(_Strict):
     title: Text
     url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
 
 
-class Question(_Strict):
+class QuestionSpec(_Strict):
     id: Slug
     kind: Kind = "open"
     topic: Slug
@@ -47,7 +50,7 @@ class Question(_Strict):
     difficulty: Difficulty = "medium"
     sources: list[Source] = []
     demo: Slug | Literal[""] = ""
-    references: list[Reference] = []
+    references: list[ReferenceSpec] = []
     # mcq: the choices, and the text of the one correct choice
     choices: list[Text] = []
     correct: Text | None = None
@@ -94,7 +97,7 @@ class Question(_Strict):
         return name
 
     @model_validator(mode="after")
-    def _fields_match_kind(self) -> Question:
+    def _fields_match_kind(self) -> QuestionSpec:
         mcq_fields = bool(self.choices) or self.correct is not None
         numeric_fields = self.value is not None or self.generator is not None or bool(self.unit)
         if self.kind == "mcq":
@@ -116,10 +119,6 @@ class Question(_Strict):
             )
         return self
 
-    @property
-    def auto_graded(self) -> bool:
-        return self.kind in ("mcq", "numeric")
-
 
 class TopicFile(_Strict):
     """One YAML file: a topic and its questions."""
@@ -127,7 +126,7 @@ class TopicFile(_Strict):
     topic: Slug
     title: Text
     description: str = ""
-    questions: list[Question] = Field(min_length=1)
+    questions: list[QuestionSpec] = Field(min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -145,7 +144,7 @@ class TopicFile(_Strict):
 
     @field_validator("questions")
     @classmethod
-    def _same_topic(cls, questions: list[Question], info) -> list[Question]:
+    def _same_topic(cls, questions: list[QuestionSpec], info) -> list[QuestionSpec]:
         topic = info.data.get("topic")
         for question in questions:
             if topic is not None and question.topic != topic:

@@ -15,6 +15,7 @@ from dlprep.bank import Bank
 from dlprep.config import Settings
 from dlprep.generators import Draw, draw
 from dlprep.grading import Grade, grade_mcq, grade_numeric
+from dlprep.questions import Question
 from dlprep.scheduler import (
     NEW,
     CardState,
@@ -24,7 +25,6 @@ from dlprep.scheduler import (
     next_study_day_start,
     study_day_start,
 )
-from dlprep.schema import Question
 from dlprep.store import Store
 
 REVIEW = 2

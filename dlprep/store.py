@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dlprep.config import Settings
-from dlprep.errors import StoreError
+from dlprep.errors import StoreError, UsageError
 from dlprep.migrations import MIGRATIONS
 from dlprep.scheduler import NEW, CardState, ReviewResult
 
@@ -394,16 +394,16 @@ class Store:
     def settings(self) -> Settings:
         stored = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM settings")}
         try:
-            return Settings.model_validate(stored)
-        except ValueError as exc:
+            return Settings.from_dict(stored)
+        except (ValueError, UsageError) as exc:
             raise StoreError(f"progress database {self.path}: invalid settings: {exc}") from None
 
     @_db_errors
     def save_settings(self, settings: Settings) -> None:
         defaults = Settings()
         with self._tx():
-            for key, value in settings.model_dump().items():
-                if value == getattr(defaults, key):
+            for key, value in settings.to_dict().items():
+                if value == defaults.to_dict()[key]:
                     self._db.execute("DELETE FROM settings WHERE key = ?", (key,))
                 else:
                     self._db.execute(

@@ -21,7 +21,8 @@ T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)  # a Monday, noon UTC
 
 def make_question(qid: str, topic: str = "basics", **fields):
     """A valid open question with only what a test cares about spelled out."""
-    from dlprep.schema import Question
+    from dlprep.questions import Question
+    from dlprep.schema import QuestionSpec
 
     data = dict(
         id=qid,
@@ -31,7 +32,7 @@ def make_question(qid: str, topic: str = "basics", **fields):
         key_points=["a point"],
     )
     data.update(fields)
-    return Question(**data)
+    return Question.from_dict(QuestionSpec(**data).model_dump())
 
 
 def make_bank(questions):

@@ -83,7 +83,7 @@ def show(
         question,
         card.state_name + (" (suspended)" if card.suspended else ""),
         due,
-        loaded.locations.get(question_id, ""),
+        loaded.location(question_id),
         history,
     )
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
 
 from dlprep import render
 from dlprep.cli._app import Json, app, open_store
-from dlprep.config import Settings, parse_setting, settable_keys
+from dlprep.config import Settings, descriptions, parse_setting, settable_keys
 
 
 @app.command()
@@ -28,9 +29,7 @@ def config(
         if reset:
             defaults = Settings()
             settings = (
-                defaults
-                if key is None
-                else settings.model_copy(update={key: getattr(defaults, key)})
+                defaults if key is None else replace(settings, **{key: getattr(defaults, key)})
             )
             store.save_settings(settings)
         elif value is not None:
@@ -40,5 +39,4 @@ def config(
     if json:
         render.print_json(values)
     else:
-        descriptions = {k: f.description or "" for k, f in Settings.model_fields.items()}
-        render.settings_table(values, descriptions)
+        render.settings_table(values, descriptions())

@@ -10,8 +10,9 @@ import typer
 from dlprep import render
 from dlprep.cli._app import BankPaths, Json, app, open_bank, open_store, utcnow
 from dlprep.errors import UsageError
-from dlprep.export import markdown_report
-from dlprep.progress import build_progress, progress_json
+
+# dlprep.progress and dlprep.export are imported inside the commands: `dlprep quiz` loads
+# this module too, and its first prompt should not wait for them.
 
 export_app = typer.Typer(help="Export your progress.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
@@ -20,6 +21,8 @@ app.add_typer(export_app, name="export")
 @app.command()
 def stats(json: Json = False, bank: BankPaths = None) -> None:
     """Cards by state, due counts, mastery per topic and recent activity."""
+    from dlprep.progress import build_progress, progress_json
+
     loaded = open_bank(bank)
     with open_store() as store:
         progress = build_progress(store, loaded, store.settings(), utcnow())
@@ -39,6 +42,9 @@ def export_markdown(
     bank: BankPaths = None,
 ) -> None:
     """A Markdown progress report (per-topic mastery, weakest questions, activity)."""
+    from dlprep.export import markdown_report
+    from dlprep.progress import build_progress
+
     loaded = open_bank(bank)
     with open_store() as store:
         report = markdown_report(
