@@ -186,9 +186,12 @@ def answer_prompt(kind: str) -> str:
     return f"[dim]({hint}; :h help)[/] > "
 
 
-def card_back(item: Any, grade: Any) -> None:
+def card_back(item: Any, grade: Any, response: str = "") -> None:
     console = _out()
     question = item.question
+    if grade is None and response.strip():
+        # Open questions: put what was typed right above the model answer, to compare.
+        console.print(f"[dim]your answer:[/] {escape(response.strip())}", soft_wrap=True)
     if grade is not None:
         if grade.correct:
             console.print(f"[bold green]✓ correct[/] ({escape(grade.expected)})")

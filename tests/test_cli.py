@@ -63,6 +63,7 @@ def test_quiz_saves_each_answer_and_shows_the_answer(bank_file):
     result = run("quiz", "--bank", bank_file, "--topic", "drill", input="my answer\n3\n\n1\n")
     assert result.exit_code == 0, result.output
     assert "The first answer." in result.output and "point one" in result.output
+    assert "your answer: my answer" in result.output  # shown beside the model answer
     assert "dlprep demo backprop-by-hand" in result.output
     assert "3 Good (10m)" in result.output  # ratings labelled with their intervals
     assert "Session done: 2 answered" in result.output

@@ -29,7 +29,9 @@ def list_questions(
     for q in questions:
         card = cards.get(q.id)
         state = "new" if card is None else card.state_name
-        if card is not None and card.suspended:
+        if card is not None and card.leech:
+            state += " (leech, suspended)" if card.suspended else " (leech)"
+        elif card is not None and card.suspended:
             state += " (suspended)"
         elif card is not None and not card.available(now):
             state += " (buried)"

@@ -93,7 +93,7 @@ def _study(session: QuizSession) -> None:
             continue
         grade = session.grade(item, response)
         suggested = session.suggested_rating(grade)
-        render.card_back(item, grade)
+        render.card_back(item, grade, response)
         rating = None
         while rating is None:
             choice = _read(render.rating_prompt(session.intervals(item, utcnow()), suggested))
