@@ -106,11 +106,11 @@ class QuizSession:
         )
 
     def _initial_cards(self, now: datetime, limit: int | None, new: int | None) -> list[CardState]:
-        stored = self.store.cards()
-        order = {q.id: i for i, q in enumerate(self.bank.questions)}
         if self.cram:
             # Cram: every selected, unsuspended question, weakest first, the schedule untouched.
-            cards = [stored.get(qid, CardState(qid)) for qid in self._selected]
+            stored = self.store.cards()
+            order = {q.id: i for i, q in enumerate(self.bank.questions)}
+            cards = [stored.get(qid) or CardState(qid) for qid in self._selected]
             cards = [c for c in cards if not c.suspended]
             cards.sort(
                 key=lambda c: (
@@ -131,10 +131,12 @@ class QuizSession:
         reviews = [c for c in due if c.state == REVIEW]
         reviews = reviews[: max(0, self.settings.reviews_per_day - done.reviews)]
         new_budget = new if new is not None else max(0, self.settings.new_per_day - done.new)
+        taken = self.store.not_new_or_unavailable(now)
         fresh = [
-            stored.get(q.id, CardState(q.id)) for q in self.bank.questions if q.id in self._selected
+            CardState(q.id)
+            for q in self.bank.questions
+            if q.id in self._selected and q.id not in taken
         ]
-        fresh = [c for c in fresh if c.is_new and c.available(now)]
         self.new_waiting = max(0, len(fresh) - new_budget)
         fresh = fresh[:new_budget]
         return (learning + reviews + fresh)[:limit]
@@ -241,11 +243,6 @@ class QuizSession:
 
     def summary(self, now: datetime) -> Summary:
         auto = [a for a in self.answered if a.grade is not None]
-        upcoming = [
-            c.due
-            for c in self.store.cards().values()
-            if c.question_id in self._selected and c.due and not c.is_new and c.available(now)
-        ]
         return Summary(
             answered=len(self.answered),
             ratings=Counter(a.rating for a in self.answered),
@@ -255,6 +252,6 @@ class QuizSession:
             new_cards=sum(a.result.before.state == NEW for a in self.answered),
             leeches=[a.item.question.id for a in self.answered if a.result.became_leech],
             left_in_queue=len(self.queue),
-            next_due=min(upcoming) if upcoming else None,
+            next_due=self.store.next_due(self._selected, now),
             cram=self.cram,
         )

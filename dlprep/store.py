@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from dlprep.config import Settings
 from dlprep.errors import StoreError, UsageError
@@ -84,6 +84,22 @@ class Review:
     response: str | None
     auto_correct: bool | None
     undone: bool
+
+
+class CardSummary(NamedTuple):
+    """What `stats` needs of a card, with the time comparisons already made in SQL."""
+
+    question_id: str
+    state: int
+    stability: float | None
+    last_review: datetime | None
+    reps: int
+    lapses: int
+    suspended: bool
+    leech: bool
+    available: bool  # neither suspended nor buried now
+    due_now: bool
+    due_today: bool
 
 
 @dataclass(frozen=True)
@@ -215,6 +231,52 @@ class Store:
         """Every card with stored state, keyed by question id."""
         rows = self._db.execute(f"SELECT {_CARD_COLUMNS} FROM cards")
         return {row[0]: _card(row) for row in rows}
+
+    @_db_errors
+    def card_summaries(self, now: datetime, day_end: datetime) -> list[CardSummary]:
+        """Every stored card, cheaply: no CardState, due and availability computed by SQLite."""
+        rows = self._db.execute(
+            "SELECT question_id, state, stability, last_review, reps, lapses, suspended, leech, "
+            "  suspended = 0 AND (buried_until IS NULL OR buried_until <= :now) AS available, "
+            "  due <= :now AS due_now, due <= :day_end AS due_today "
+            "FROM cards",
+            {"now": _ts(now), "day_end": _ts(day_end)},
+        )
+        return [
+            CardSummary(
+                q,
+                st,
+                stab,
+                _dt(last),
+                reps,
+                lapses,
+                bool(susp),
+                bool(leech),
+                bool(avail),
+                bool(avail and st > 0 and due_now),
+                bool(avail and st > 0 and due_today),
+            )
+            for q, st, stab, last, reps, lapses, susp, leech, avail, due_now, due_today in rows
+        ]
+
+    @_db_errors
+    def not_new_or_unavailable(self, now: datetime) -> set[str]:
+        """Ids that cannot be shown as new cards now: studied, suspended or buried."""
+        rows = self._db.execute(
+            "SELECT question_id FROM cards WHERE state > 0 OR suspended = 1 OR buried_until > ?",
+            (_ts(now),),
+        )
+        return {qid for (qid,) in rows}
+
+    @_db_errors
+    def next_due(self, question_ids: set[str], now: datetime) -> datetime | None:
+        """When the first of these (studied, available) cards comes due."""
+        rows = self._db.execute(
+            "SELECT question_id, due FROM cards WHERE state > 0 AND suspended = 0 "
+            "AND (buried_until IS NULL OR buried_until <= ?) ORDER BY due",
+            (_ts(now),),
+        )
+        return next((_dt(due) for qid, due in rows if qid in question_ids), None)
 
     @_db_errors
     def due_cards(

@@ -164,3 +164,24 @@ def test_day_start_hour_is_configurable():
 )
 def test_interval_labels(delta, text):
     assert describe_interval(delta) == text
+
+
+def test_recall_is_fsrs_own_retrievability(scheduler):
+    import random
+
+    from fsrs import Card, State
+
+    rng = random.Random(7)
+    for _ in range(200):
+        stability = rng.uniform(0.1, 400)
+        last = T0 - timedelta(days=rng.uniform(0, 500))
+        card = Card(
+            card_id=1,
+            state=State.Review,
+            stability=stability,
+            difficulty=5.0,
+            due=T0,
+            last_review=last,
+        )
+        expected = scheduler._fsrs.get_card_retrievability(card, T0)
+        assert scheduler.recall(stability, last, T0) == pytest.approx(expected, rel=1e-12)
