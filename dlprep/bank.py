@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from dlprep.schema import TopicFile
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 BANK_SUFFIXES = (".yaml", ".yml")
 
 
@@ -253,9 +253,9 @@ def load_bank(paths: Sequence[Path], cache_dir: Path | None = None) -> Bank:
         try:
             with _no_gc():
                 cached = json.loads(cache_file.read_bytes())
-                questions = tuple(Question.from_dict(q) for q in cached["questions"])
+                questions = Question.from_columns(cached["questions"])
             return Bank(questions, cached["topics"], cached["locations"])
-        except (OSError, ValueError, TypeError, KeyError):
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError):
             pass  # a damaged cache is rebuilt below (its key already guards against staleness)
     bank, problems = validate(files)
     if problems:
@@ -285,7 +285,7 @@ def _no_gc() -> Iterator[None]:
 def _write_cache(cache_file: Path, bank: Bank) -> None:
     """Write atomically (another dlprep may read it at the same moment); caching is best effort."""
     payload = {
-        "questions": [q.to_dict() for q in bank.questions],
+        "questions": Question.to_columns(bank.questions),
         "topics": bank.topics,
         "locations": bank.locations,
     }

@@ -114,7 +114,7 @@ def build_progress(
             row["suspended"] += card is not None and card.suspended
             continue
         states[STATE_NAMES[card.state]] += 1
-        recall = scheduler.recall(card.stability, card.last_review, now)
+        recall = scheduler.recall_after(card.stability, card.elapsed_days)
         studied.append((recall, -card.lapses, question.id))
         row["seen"] += 1
         row["mastered"] += card.state == REVIEW and recall >= settings.desired_retention

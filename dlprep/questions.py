@@ -6,6 +6,7 @@ machinery costs more than everything else the first prompt needs), only these da
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -50,12 +51,37 @@ class Question:
         return {k: v for k, v in data.items() if k not in defaults or v != defaults[k]}
 
     @classmethod
+    def to_columns(cls, questions: Sequence[Question]) -> dict[str, list]:
+        """Column-wise plain data: one list per field (the bank cache's layout).
+
+        A list per field parses several times faster than a dict per question: 100,000
+        questions load in about 0.35 s instead of 1 s (benchmarks/study_loop.py).
+        """
+        columns = {name: [getattr(q, name) for q in questions] for name in _FIELDS}
+        columns["references"] = [[[r.title, r.url] for r in q.references] for q in questions]
+        return columns
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, list]) -> tuple[Question, ...]:
+        columns = dict(columns)
+        for name in _TUPLE_FIELDS:
+            columns[name] = [tuple(value) for value in columns[name]]
+        columns["references"] = [
+            tuple(Reference(title, url) for title, url in refs) for refs in columns["references"]
+        ]
+        return tuple(map(cls, *(columns[name] for name in _FIELDS)))
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Question:
         """Build from already-validated data (the cache, or a validated schema model)."""
         data = dict(data)
-        for name in ("key_points", "pitfalls", "follow_ups", "tags", "sources", "choices"):
+        for name in _TUPLE_FIELDS:
             if name in data:
                 data[name] = tuple(data[name])
         if "references" in data:
             data["references"] = tuple(Reference(**r) for r in data["references"])
         return cls(**data)
+
+
+_FIELDS = [f.name for f in fields(Question)]
+_TUPLE_FIELDS = ("key_points", "pitfalls", "follow_ups", "tags", "sources", "choices")

@@ -153,9 +153,11 @@ class Scheduler:
         The same number as fsrs's `get_card_retrievability` (tests check it), without
         building an fsrs Card: `stats` evaluates it for every card.
         """
+        return self.recall_after(stability, max(0, (now - last_review).days))
+
+    def recall_after(self, stability: float, elapsed_days: int) -> float:
         decay = -self._fsrs.parameters[20]
         factor = 0.9 ** (1 / decay) - 1
-        elapsed_days = max(0, (now - last_review).days)
         return (1 + factor * elapsed_days / stability) ** decay
 
 

@@ -92,7 +92,7 @@ class CardSummary(NamedTuple):
     question_id: str
     state: int
     stability: float | None
-    last_review: datetime | None
+    elapsed_days: int | None  # whole days since the last review, as fsrs counts them
     reps: int
     lapses: int
     suspended: bool
@@ -236,7 +236,11 @@ class Store:
     def card_summaries(self, now: datetime, day_end: datetime) -> list[CardSummary]:
         """Every stored card, cheaply: no CardState, due and availability computed by SQLite."""
         rows = self._db.execute(
-            "SELECT question_id, state, stability, last_review, reps, lapses, suspended, leech, "
+            # julianday differences are exact to the millisecond: the whole days match
+            # Python's timedelta.days but at the very instant a day completes.
+            "SELECT question_id, state, stability, "
+            "  CAST(julianday(:now) - julianday(last_review) AS INTEGER), "
+            "  reps, lapses, suspended, leech, "
             "  suspended = 0 AND (buried_until IS NULL OR buried_until <= :now) AS available, "
             "  due <= :now AS due_now, due <= :day_end AS due_today "
             "FROM cards",
@@ -247,7 +251,7 @@ class Store:
                 q,
                 st,
                 stab,
-                _dt(last),
+                None if elapsed is None else max(0, elapsed),
                 reps,
                 lapses,
                 bool(susp),
@@ -256,7 +260,7 @@ class Store:
                 bool(avail and st > 0 and due_now),
                 bool(avail and st > 0 and due_today),
             )
-            for q, st, stab, last, reps, lapses, susp, leech, avail, due_now, due_today in rows
+            for q, st, stab, elapsed, reps, lapses, susp, leech, avail, due_now, due_today in rows
         ]
 
     @_db_errors

@@ -437,11 +437,16 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     cache = tmp_path / "cache"
     expected = load_bank([source], cache_dir=cache)
     (cache_file,) = cache.glob("bank-*.json")
-    for garbage in (b"{not json", b'{"questions": [{"id": 3}]}', b"\xff\xfe\x00"):
+    for garbage in (
+        b"{not json",
+        b'{"questions": [{"id": 3}]}',
+        b'{"questions": {"id": 3}}',
+        b"\xff\xfe\x00",
+    ):
         cache_file.write_bytes(garbage)
         loaded = load_bank([source], cache_dir=cache)
         assert loaded.questions == expected.questions
-        assert json.loads(cache_file.read_bytes())["questions"][0]["id"] == "q-one"
+        assert json.loads(cache_file.read_bytes())["questions"]["id"] == ["q-one"]
 
 
 def test_invalid_bank_is_not_cached(tmp_path):
