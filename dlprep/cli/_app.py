@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -118,7 +119,11 @@ def bank_paths(extra: list[Path] | None) -> list[Path]:
 
 
 def open_bank(extra: list[Path] | None = None) -> Bank:
-    return load_bank(bank_paths(extra), cache_dir=paths.cache_dir())
+    bank = load_bank(bank_paths(extra), cache_dir=paths.cache_dir())
+    # The bank lives as long as the command: keep the cycle collector from rescanning its
+    # objects at every full collection (a third of `stats` time with 100,000 questions).
+    gc.freeze()
+    return bank
 
 
 def open_store() -> Store:
