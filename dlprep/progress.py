@@ -17,7 +17,7 @@ from dlprep.scheduler import (
     NEW,
     STATE_NAMES,
     Scheduler,
-    next_study_day_start,
+    study_day,
     study_day_start,
 )
 from dlprep.store import DayCounts, Store
@@ -94,8 +94,7 @@ def build_progress(
 ) -> Progress:
     """One pass over the bank and the stored cards (100,000 cards take well under a second)."""
     scheduler = Scheduler(settings)
-    zone = settings.zone()
-    next_day = next_study_day_start(now, settings.day_starts_at, zone)
+    _, next_day = study_day(now, settings)
     stored = {c.question_id: c for c in store.card_summaries(now, next_day)}
 
     topics = {t: dict(questions=0, seen=0, mastered=0, due_now=0, suspended=0) for t in bank.topics}

@@ -24,6 +24,7 @@ __all__ = [
     "Scheduler",
     "describe_interval",
     "next_study_day_start",
+    "study_day",
     "study_day_start",
 ]
 
@@ -183,6 +184,15 @@ def next_study_day_start(now: datetime, day_starts_at: int = 4, zone=None) -> da
     """The UTC instant at which the next study day begins (handles 23- and 25-hour days)."""
     start = study_day_start(now, day_starts_at, zone)
     return study_day_start(start + timedelta(hours=26), day_starts_at, zone)
+
+
+def study_day(now: datetime, settings: Settings) -> tuple[datetime, datetime]:
+    """(start, end) in UTC of the study day containing `now`, as the settings define days."""
+    zone = settings.zone()
+    return (
+        study_day_start(now, settings.day_starts_at, zone),
+        next_study_day_start(now, settings.day_starts_at, zone),
+    )
 
 
 def describe_interval(delta: timedelta) -> str:

@@ -22,8 +22,7 @@ from dlprep.scheduler import (
     Rating,
     ReviewResult,
     Scheduler,
-    next_study_day_start,
-    study_day_start,
+    study_day,
 )
 from dlprep.store import Store
 
@@ -98,13 +97,6 @@ class QuizSession:
 
     # -- building the queue ------------------------------------------------------------------
 
-    def _day(self, now: datetime) -> tuple[datetime, datetime]:
-        zone = self.settings.zone()
-        return (
-            study_day_start(now, self.settings.day_starts_at, zone),
-            next_study_day_start(now, self.settings.day_starts_at, zone),
-        )
-
     def _initial_cards(self, now: datetime, limit: int | None, new: int | None) -> list[CardState]:
         if self.cram:
             # Cram: every selected, unsuspended question, weakest first, the schedule untouched.
@@ -120,7 +112,7 @@ class QuizSession:
                 )
             )
             return cards[:limit]
-        day_start, next_day = self._day(now)
+        day_start, next_day = study_day(now, self.settings)
         done = self.store.counts_since(day_start)
         due = [
             c
@@ -227,7 +219,7 @@ class QuizSession:
 
     def bury(self, item: QuizItem, now: datetime) -> datetime:
         """Hide the card until the next study day; returns when it comes back."""
-        until = self._day(now)[1]
+        until = study_day(now, self.settings)[1]
         self.store.bury([item.question.id], until)
         self._drop(item.question.id)
         return until

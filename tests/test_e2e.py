@@ -40,48 +40,39 @@ def test_quiz_through_a_pipe(tmp_path):
     assert figures["total_reviews"] == 3 and figures["reviewed_cards"] == 3
 
 
-def test_a_killed_quiz_keeps_every_answer_given(tmp_path):
+def _quiz_waiting_at_prompt(tmp_path, keys: str, prompt: int):
+    """Start `dlprep quiz` on the drill bank, type `keys`, and wait until answer prompt
+    number `prompt` is on screen. Returns the process, what it printed, and the bank."""
     bank = tmp_path / "drill.yaml"
     bank.write_text(BANK)
-    home = tmp_path / "home"
     proc = subprocess.Popen(
         [sys.executable, "-m", "dlprep", "quiz", "--bank", str(bank), "--topic", "drill"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(home),
+        env=_env(tmp_path / "home"),
     )
-    proc.stdin.write("\n3\n\n4\n")  # answer two cards, then wait at the third prompt
+    proc.stdin.write(keys)
     proc.stdin.flush()
     seen = ""
     deadline = time.monotonic() + 30
-    while seen.count(":h help)") < 3 and time.monotonic() < deadline:
+    while seen.count(":h help)") < prompt and time.monotonic() < deadline:
         seen += os.read(proc.stdout.fileno(), 4096).decode()
+    return proc, seen, bank
+
+
+def test_a_killed_quiz_keeps_every_answer_given(tmp_path):
+    # Answer two cards, then sit at the third prompt.
+    proc, _, bank = _quiz_waiting_at_prompt(tmp_path, "\n3\n\n4\n", prompt=3)
     proc.send_signal(signal.SIGKILL)  # no chance to clean up: a crash or a closed terminal
     proc.wait(10)
-    figures = json.loads(_dlprep("stats", "--json", "--bank", bank, home=home).stdout)
+    figures = json.loads(_dlprep("stats", "--json", "--bank", bank, home=tmp_path / "home").stdout)
     assert figures["total_reviews"] == 2
 
 
 def test_ctrl_c_ends_with_a_summary_and_exit_130(tmp_path):
-    bank = tmp_path / "drill.yaml"
-    bank.write_text(BANK)
-    home = tmp_path / "home"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dlprep", "quiz", "--bank", str(bank), "--topic", "drill"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(home),
-    )
-    proc.stdin.write("\n3\n")
-    proc.stdin.flush()
-    seen = ""
-    deadline = time.monotonic() + 30
-    while seen.count(":h help)") < 2 and time.monotonic() < deadline:
-        seen += os.read(proc.stdout.fileno(), 4096).decode()
+    proc, seen, _ = _quiz_waiting_at_prompt(tmp_path, "\n3\n", prompt=2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 130

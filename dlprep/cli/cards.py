@@ -9,7 +9,7 @@ import typer
 from dlprep import render
 from dlprep.bank import dump_question
 from dlprep.cli._app import BankPaths, Json, Tags, Topics, app, open_bank, open_store, utcnow
-from dlprep.scheduler import next_study_day_start
+from dlprep.scheduler import study_day
 
 Ids = Annotated[
     list[str], typer.Argument(help="Question ids (see 'dlprep list').", show_default=False)
@@ -118,8 +118,7 @@ def bury(question_id: Ids, bank: BankPaths = None) -> None:
     """Hide questions until the next study day."""
     now = utcnow()
     with open_store() as store:
-        settings = store.settings()
-        until = next_study_day_start(now, settings.day_starts_at, settings.zone())
+        _, until = study_day(now, store.settings())
         store.bury(_known(question_id, bank), until)
     render.line(f"buried {len(question_id)} question(s) until {until.astimezone():%Y-%m-%d %H:%M}")
 
