@@ -204,7 +204,17 @@ def parse_file(path: Path) -> tuple[TopicFile | None, dict[str, int], list[str]]
     id_lines = {
         q.id: lines.get(("questions", i, "id"), 1) for i, q in enumerate(topic_file.questions)
     }
-    return topic_file, id_lines, []
+    from dlprep.demos import available  # reads the demo files' names; imports no torch
+
+    demos = available()
+    problems = [
+        f"{shown}:{lines.get(('questions', i, 'demo'), 1)}: "
+        f"{_field_path(('questions', i, 'demo'), data)}: "
+        f"no demo {q.demo!r}{_suggest(q.demo, demos)}"
+        for i, q in enumerate(topic_file.questions)
+        if q.demo and q.demo not in demos
+    ]
+    return (None, {}, problems) if problems else (topic_file, id_lines, [])
 
 
 def validate(paths: Sequence[Path]) -> tuple[Bank, list[str]]:

@@ -329,3 +329,107 @@ def settings_table(values: dict[str, Any], descriptions: dict[str, str]) -> None
     for key, value in values.items():
         table.add_row(key, escape(json.dumps(value)), escape(descriptions.get(key, "")))
     _out().print(table)
+
+
+# -- demos -----------------------------------------------------------------------------------
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], low: float, high: float, log: bool = False) -> str:
+    """One character per value, scaled between `low` and `high` (log scale if asked)."""
+    import math
+
+    def scale(v: float) -> float:
+        return math.log10(max(v, 1e-300)) if log else v
+
+    lo, hi = scale(low), scale(high)
+    span = (hi - lo) or 1.0
+    out = []
+    for v in values:
+        if v is None or v != v:  # NaN: a gap
+            out.append(" ")
+            continue
+        level = (scale(v) - lo) / span
+        out.append(SPARKS[min(len(SPARKS) - 1, max(0, round(level * (len(SPARKS) - 1))))])
+    return "".join(out)
+
+
+def _downsample(values: Sequence[float], width: int) -> list[float]:
+    if len(values) <= width:
+        return list(values)
+    step = len(values) / width
+    return [values[int(i * step)] for i in range(width)]
+
+
+def demo_list(rows: Sequence[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    table.add_column("demo", no_wrap=True)
+    table.add_column("what it shows")
+    table.add_column("questions", overflow="fold")
+    for row in rows:
+        table.add_row(row["id"], escape(row["summary"]), escape(", ".join(row["questions"])))
+    console = _out()
+    console.print(table)
+    console.print(f"{len(rows)} demos · run one with: dlprep demo NAME [--quick] [--device cuda]")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value[:8]) + (", …]" if len(value) > 8 else "]")
+    return str(value)
+
+
+def demo_report(report: Any) -> None:
+    from rich.table import Table
+
+    console = _out()
+    r = report.result
+    mode = "quick" if report.quick else "full"
+    console.rule(
+        f"[bold]{escape(report.demo)}[/]  [dim]{report.device} · seed {report.seed} · "
+        f"{mode} · {report.seconds:.2f} s[/]"
+    )
+    for t in r.tables:
+        table = Table(title=escape(t.title), header_style="bold", title_justify="left")
+        for column in t.columns:
+            table.add_column(escape(str(column)), overflow="fold")
+        for row in t.rows:
+            table.add_row(*(escape(_fmt(v)) for v in row))
+        console.print(table)
+    for curve in r.curves:
+        values = [v for ys in curve.series.values() for v in ys if v is not None and v == v]
+        if not values:
+            continue
+        low, high = min(values), max(values)
+        console.print(
+            f"[bold]{escape(curve.title)}[/] [dim](x: {escape(curve.x_label)}; "
+            f"{'log ' if curve.log_y else ''}scale {low:.3g} … {high:.3g})[/]"
+        )
+        width = max(len(name) for name in curve.series)
+        for name, ys in curve.series.items():
+            line = sparkline(_downsample(ys, 60), low, high, curve.log_y)
+            console.print(
+                f"  {escape(name):<{width}} [cyan]{line}[/] {_fmt(ys[0])} → {_fmt(ys[-1])}"
+            )
+    if r.metrics:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="dim")
+        grid.add_column()
+        for key, value in r.metrics.items():
+            grid.add_row(escape(key), escape(_fmt(value)))
+        console.print(grid)
+    for note in r.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+    console.print()
+    for claim in r.claims:
+        mark = "[bold green]✓[/]" if claim.holds else "[bold red]✗[/]"
+        detail = f" [dim]({escape(claim.detail)})[/]" if claim.detail else ""
+        console.print(f"{mark} {escape(claim.text)}{detail}", soft_wrap=True)
+    held = sum(c.holds for c in r.claims)
+    style = "green" if r.all_hold else "red"
+    console.print(f"[{style}]{held}/{len(r.claims)} claims hold[/]")

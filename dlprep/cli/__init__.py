@@ -1,9 +1,9 @@
 """The `dlprep` command line. Typer only: parse, call the core, hand results to `render`."""
 
+# ruff: noqa: I001, F401  (the order of these imports is the order of the commands in --help)
 from __future__ import annotations
 
-# Imported for their side effect: each module registers its commands, in this order in --help.
-from dlprep.cli import bank, cards, config, progress, quiz  # noqa: F401, I001
+from dlprep.cli import quiz, demo, cards, progress, bank, config
 from dlprep.cli._app import app
 
 
