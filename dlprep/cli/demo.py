@@ -29,6 +29,10 @@ def demo(
     quick: Annotated[
         bool, typer.Option("--quick", help="Small sizes and few steps (seconds on a laptop CPU).")
     ] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(help="Processes for a distributed demo (default 2); see also torchrun."),
+    ] = None,
     json: Json = False,
     bank: BankPaths = None,
 ) -> None:
@@ -48,7 +52,7 @@ def demo(
         else:
             render.demo_list(rows)
         return
-    report = demos.run(name, device=device, seed=seed, quick=quick)
+    report = demos.run(name, device=device, seed=seed, quick=quick, nproc=nproc)
     if json:
         render.print_json(report.to_json())
     else:

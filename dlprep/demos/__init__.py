@@ -81,9 +81,27 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def run(demo_id: str, *, device: str = "auto", seed: int = 0, quick: bool = False) -> DemoReport:
-    """Run a demo and time it. Seeds Python's and torch's generators first."""
+def run(
+    demo_id: str,
+    *,
+    device: str = "auto",
+    seed: int = 0,
+    quick: bool = False,
+    nproc: int | None = None,
+) -> DemoReport:
+    """Run a demo and time it. Seeds Python's and torch's generators first.
+
+    Distributed demos run as `nproc` processes (default 2); the others in this process.
+    """
     info = get(demo_id)
+    if info.distributed:
+        if device not in DEVICES:
+            raise UsageError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+        from dlprep.demos import _dist
+
+        return _dist.launch(info.module, nproc or 2, device=device, seed=seed, quick=quick)
+    if nproc is not None:
+        raise UsageError(f"{demo_id} runs in one process; --nproc is for the distributed demos")
     resolved = resolve_device(device)
     import torch
 
