@@ -13,9 +13,13 @@ Failure handling, so that a correct run is never reported as a crash nor a crash
 - a rank writes a "done" mark only after the final barrier, so the launcher knows the work
   completed on every rank;
 - after that, each rank destroys the process group, flushes its output and leaves with
-  os._exit: C++ static destructors never run against gloo's still-live threads, which is
-  what intermittently aborted ranks at exit ("terminate called without an active
-  exception", SIGABRT) after correct output.
+  os._exit, skipping interpreter teardown. Measured with torch 2.13 under torchrun on a
+  loaded 2-core machine (a DDP step, then exit): a plain exit aborted rank 0 in 1 run of 25
+  and destroy_process_group() followed by a normal exit in 7 of 40, always after correct
+  output, in the main thread with no Python frame left ("terminate called without an
+  active exception", SIGABRT: a C++ thread object still joinable when the runtime's static
+  destructors run); destroy_process_group() then os._exit: 0 of 40. The done marks make
+  the launcher robust even if such a crash came back.
 """
 
 from __future__ import annotations
