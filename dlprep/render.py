@@ -379,6 +379,8 @@ def demo_list(rows: Sequence[dict[str, Any]]) -> None:
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
     if isinstance(value, list):
         return "[" + ", ".join(_fmt(v) for v in value[:8]) + (", …]" if len(value) > 8 else "]")
     return str(value)
