@@ -19,9 +19,10 @@ batch kB with lr k*eta moves them by the same amount, *provided the gradient bar
 over those k steps*; the update noise per epoch (~ eta^2 / B per step) stays the same. Its
 limits: (1) early in training the gradient changes fast, so a large LR breaks the
 approximation: Goyal et al. needed a gradual warmup (5 epochs) and still lost accuracy beyond
-a batch of ~8k on ImageNet; (2) beyond a "critical batch size", roughly the gradient noise
-scale B_noise = tr(Sigma) / |g|^2 (McCandlish et al. 2018, "An Empirical Model of Large-Batch
-Training"), a bigger batch no longer cuts the number of steps: the gradient is already
+a batch of ~8k on ImageNet; (2) beyond a "critical batch size", roughly the simple gradient
+noise scale B_simple = tr(Sigma) / |g|^2 (McCandlish et al. 2018, "An Empirical Model of
+Large-Batch Training": B_noise = tr(H Sigma) / (g^T H g) with H taken as a multiple of the
+identity), a bigger batch no longer cuts the number of steps: the gradient is already
 accurate and curvature, not noise, limits the step; (3) for Adam-type optimizers a square-root
 rule (lr ~ sqrt(k)) is the better approximation (Malladi et al. 2022, "On the SDEs and Scaling
 Rules for Adaptive Gradient Algorithms").
@@ -182,7 +183,7 @@ def run(ctx: DemoContext) -> DemoResult:
         f"corrected {slope_corrected:.3f}",
     )
     result.notes.append(
-        f"Gradient noise scale here B_noise = sigma^2 / |g|^2 = "
+        f"Simple gradient noise scale here B_simple = sigma^2 / |g|^2 = "
         f"{sigma2 / (g_full**2).sum().item():.3g}: batches much larger than this buy little "
         "per step (McCandlish et al. 2018); it grows as training converges and |g| shrinks."
     )

@@ -5,8 +5,9 @@ What it shows, each recomputed by hand (float64) and compared with torch.nn:
 - Axes. BatchNorm computes one mean and variance per channel/feature, over the batch (and, for
   BatchNorm1d on (N, C, L) and BatchNorm2d on (N, C, H, W), the positions too). LayerNorm
   computes one mean and variance per sample (per token for (N, T, C)), over the feature dims
-  given by `normalized_shape`. Both then apply a learned per-element scale and shift. In
-  training, BatchNorm normalises with the biased variance (divide by N).
+  given by `normalized_shape`. Both then apply a learned scale and shift (BatchNorm: one per
+  channel; LayerNorm: one per element of `normalized_shape`). In training, BatchNorm
+  normalises with the biased variance (divide by N).
 - Batch dependence. A sample's BatchNorm output (training mode) changes when the *other*
   samples in the batch change; its LayerNorm output does not. This is why LayerNorm suits
   variable-length sequences, small or per-example batches and autoregressive decoding.

@@ -24,7 +24,7 @@ What really happens:
   negative side of its hyperplane.
 - Many dead units need not wreck the loss: in the short (--quick, 400-step) run the 3e-2 run,
   with most second-layer units dead, usually still ends below the 1e-3 run (the target is easy
-  and a few units suffice); given 2,000 steps the 1e-3 run, all units alive, ends ~3x lower.
+  and a few units suffice); given 2,000 steps the 1e-3 run, almost all units alive, ends ~3x lower.
   Dead units are wasted capacity, not necessarily a broken model.
 - LeakyReLU does not stop units being pushed into the negative region (at the high rate about
   as many are "inactive" as with ReLU); it keeps their gradient non-zero, 1% of the normal
@@ -319,8 +319,8 @@ def run(ctx: DemoContext) -> DemoResult:
         f"{sr['dead_at_end']:.0%}",
     )
     result.claim(
-        "With LeakyReLU the same shifted units keep learning (every one's weights change) and "
-        "some come back to life, which no ReLU unit does.",
+        "With LeakyReLU the same shifted units keep learning (every one's weights change), and "
+        "with slope 0.2 some come back to life, which no ReLU unit does.",
         sl01["min_change_dead"] > 0 and sl2["min_change_dead"] > 0 and sl2["revived"] >= 1,
         f"min change of an inactive unit: {sl01['min_change_dead']:.1e} (0.01), "
         f"{sl2['min_change_dead']:.1e} (0.2); revived {sl01['revived']} of "

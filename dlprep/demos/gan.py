@@ -12,8 +12,9 @@ What it shows (Goodfellow et al. 2014, "Generative Adversarial Nets", arXiv 1406
   of the same size; after D is trained against the frozen initial G, the saturating loss's
   gradient is orders of magnitude smaller. Trained from that confident D with plain SGD, the
   saturating G stays stuck (D keeps rejecting it) while the non-saturating G escapes.
-- Mode coverage over training: how many of the 8 modes receive samples (within 3 std) and
-  the fraction of samples near any mode ("quality"), with the two players' losses.
+- Mode coverage over training: how many of the 8 modes receive at least 1% of the samples
+  (within 3 std) and the fraction of samples near any mode ("quality"), with the two
+  players' losses.
 
 What really happens:
 - With Adam and D and G updated 1:1 (the usual recipe), the saturating loss trains as well

@@ -5,7 +5,7 @@ calling backward() on each micro-batch loss divided by k (gradients add up in .g
 stepping once gives the same gradient as one batch of B, up to float round-off (~1e-7 in
 float32, ~1e-16 in float64), and therefore the same training trajectory. Activation memory
 is what autograd saves for backward, and it scales with the batch that is in flight: with
-accumulation the peak is that of one micro-batch (k x less), paid for with k sequential
+accumulation its peak is that of one micro-batch (k x less), paid for with k sequential
 passes.
 
 The classic bugs: forgetting the 1/k gives k x the gradient, i.e. k x the learning rate for

@@ -10,7 +10,7 @@ What it shows, on an MLP classifier trained on synthetic data:
     from the input itself, and multiplies integers with an int32 accumulator: the scheme of
     torchao's Int8DynamicActivationInt8WeightConfig, and where int8 kernels give speed-ups.
 (b) Magnitude pruning (torch.nn.utils.prune.global_unstructured with L1Unstructured): zero
-    the smallest |w| across all layers. Without retraining, 50% costs a point or two here
+    the smallest |w| across all layers. Without retraining, 50% costs 1-3 points here
     and 95% collapses the model; pruning then fine-tuning with the mask kept brings 50%
     back to the dense model's accuracy. But unstructured zeros are still stored and still
     multiplied: a dense matmul with 95% zeros takes as long, and the saved tensor is as

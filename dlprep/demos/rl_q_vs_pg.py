@@ -25,7 +25,7 @@ What really happens:
 - Exploration decides whether Q-learning finds the optimum. With Q initialised to 0 and
   epsilon = 0.2, most runs lock onto the nearby distractor: once Q(s, left) > 0 the greedy
   max trusts Q = 0 for the untried path to the right, and reaching the far end by random
-  exploratory steps is rare. Optimistic initial values (Q = 1, above any return; Sutton &
+  exploratory steps is rare. Optimistic initial values (Q = 1, no return exceeds it; Sutton &
   Barto 2.6) make every run find the optimum, in a few hundred steps.
 - REINFORCE does not get stuck here: its gradient averages over the random futures of the
   stochastic policy, and at the uniform policy it already points right in every state but
@@ -288,8 +288,8 @@ def run(ctx: DemoContext) -> DemoResult:
         )
     )
     result.claim(
-        "Tabular Q-learning finds the optimal policy: every run's greedy policy goes right "
-        "everywhere and is worth the optimum from the start.",
+        "Tabular Q-learning with optimistic initial values finds the optimal policy: every run's "
+        "greedy policy goes right everywhere and is worth the optimum from the start.",
         q_optimal_runs == 1.0 and (q_greedy_value - v_opt).abs().max().item() < 1e-4,
         f"{q_optimal_runs:.0%} of {R} runs optimal; greedy value "
         f"{q_greedy_value.min().item():.4f} (optimum {v_opt:.4f})",

@@ -166,7 +166,8 @@ def run(ctx: DemoContext) -> DemoResult:
             f"{forget['LSTM, forget bias 1']:.2f}) is what lets the gradient travel.",
             f"The tanh RNN's W_hh has spectral radius {spectral_radius:.2f} (the circular law "
             "gives 1/sqrt(3) = 0.58 for U(-1/sqrt(H), 1/sqrt(H)) entries as H grows) and "
-            "tanh' <= 1: each step's Jacobian diag(tanh') W_hh shrinks the gradient.",
+            "tanh' <= 1: the product of the per-step Jacobians diag(tanh') W_hh shrinks the "
+            "gradient geometrically.",
         ],
     )
     result.claim(

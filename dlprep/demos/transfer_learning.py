@@ -28,8 +28,8 @@ What really happens (measured, and it depends on the data size and the task):
   with the usual low backbone learning rate recovers only part of the gap; with the
   backbone as fast as the head it gets about as far as training from scratch. The low
   learning rate is a bet that the features are right: good for related tasks, a handicap
-  for distant ones. With 5 labels per class nothing works on the distant task (all methods
-  near chance).
+  for distant ones. With 5 labels per class nothing works well on the distant task (every
+  method stays below 50%, chance being 25%).
 - Kumar et al. 2022 (arXiv 2202.10054) add the out-of-distribution side: fine-tuning wins
   in-distribution but can distort good features and lose to linear probing under
   distribution shift; linear probing then fine-tuning (LP-FT) gets both. Only

@@ -11,7 +11,8 @@ What it shows, measured:
   per step, which is also how torch.optim.AdamW applies its weight_decay
   (p <- p (1 - lr weight_decay)). (With momentum, L2 and decoupled decay already differ a
   little: the lambda w term goes through the momentum buffer.)
-- With Adam they differ. torch.optim.Adam(weight_decay=lambda) is L2 (coupled): it adds
+- With Adam they differ. torch.optim.Adam(weight_decay=lambda) is L2 (coupled, with the
+  default decoupled_weight_decay=False; True makes it AdamW): it adds
   lambda w to the gradient *before* the adaptive scaling, so the decay is divided by
   sqrt(v) like everything else; the demo checks it gives the same weights as Adam on
   loss + lambda/2 ||w||^2. torch.optim.AdamW decouples it (Loshchilov & Hutter 2019,
