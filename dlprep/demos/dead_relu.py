@@ -287,7 +287,8 @@ def run(ctx: DemoContext) -> DemoResult:
         "its default) than at 1e-3, mostly in the second layer.",
         hi["inactive"][1] >= 0.5
         and lo["inactive"][1] <= 0.2
-        and hi["inactive"][1] > 2 * lo["inactive"][1],
+        and hi["inactive"][1] > 2 * lo["inactive"][1]
+        and hi["inactive"][1] > hi["inactive"][0],
         f"dead in layer 2: {hi['inactive'][1]:.0%} at lr 3e-2 vs {lo['inactive'][1]:.0%} at "
         f"1e-3; layer 1: {hi['inactive'][0]:.0%} vs {lo['inactive'][0]:.0%}",
     )

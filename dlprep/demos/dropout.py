@@ -239,7 +239,7 @@ def run(ctx: DemoContext) -> DemoResult:
     gain_final = f0["val"] - f3["val"]
     gain_best = best[0.0] - best[0.3]
     result.claim(
-        "Most of that gain is against over-training: compared with the best validation loss "
+        "Part of that gain is against over-training: compared with the best validation loss "
         "each net reached along the way (what early stopping keeps), dropout's edge is smaller.",
         gain_best < gain_final,
         f"mean val gain of dropout: at the end {gain_final:.4f}, at the best step "
