@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from dlprep.demos._core import DemoContext, DemoResult, Table
+from dlprep.demos._data import grating_images
 
 STATISTICAL = True
 
@@ -57,16 +58,7 @@ def gratings(n: int, noise: float, g: torch.Generator) -> tuple[torch.Tensor, to
     labels = torch.randint(0, N_CLASSES, (n,), generator=g)
     angle = labels.float() * math.pi / N_CLASSES  # 0, 45, 90, 135 degrees
     freq = 1.5 + 2.0 * torch.rand(n, generator=g)  # cycles per image
-    phase = 2 * math.pi * torch.rand(n, generator=g)
-    contrast = 0.5 + 0.5 * torch.rand(n, generator=g)
-    coords = torch.arange(SIDE).float()
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (16, 16) each
-    along = xx * angle.cos()[:, None, None] + yy * angle.sin()[:, None, None]  # (n, 16, 16)
-    images = contrast[:, None, None] * torch.sin(
-        2 * math.pi * freq[:, None, None] * along / SIDE + phase[:, None, None]
-    )
-    images = images + noise * torch.randn(n, SIDE, SIDE, generator=g)
-    return images[:, None], labels
+    return grating_images(angle, freq, noise, g, SIDE), labels
 
 
 def small_cnn() -> nn.Module:

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from dlprep.demos._core import DemoContext, DemoResult, Table
+from dlprep.demos._data import grating_images
 
 STATISTICAL = True
 
@@ -74,16 +75,7 @@ def gratings(
         else:
             angle = math.pi / 16 + labels.float() * math.pi / 4  # 11.25, 56.25, ... degrees
         freq = 1.5 + 2.0 * torch.rand(n, generator=g)
-    phase = 2 * math.pi * torch.rand(n, generator=g)
-    contrast = 0.5 + 0.5 * torch.rand(n, generator=g)
-    coords = torch.arange(SIDE).float()
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (16, 16) each
-    along = xx * angle.cos()[:, None, None] + yy * angle.sin()[:, None, None]  # (n, 16, 16)
-    images = contrast[:, None, None] * torch.sin(
-        2 * math.pi * freq[:, None, None] * along / SIDE + phase[:, None, None]
-    )
-    images = images + NOISE * torch.randn(n, SIDE, SIDE, generator=g)
-    return images[:, None], labels
+    return grating_images(angle, freq, NOISE, g, SIDE), labels
 
 
 class Net(nn.Module):
