@@ -27,9 +27,11 @@ sys.path.insert(0, str(ROOT))
 from dlprep import demos  # noqa: E402  (after the path tweak, so a checkout works uninstalled)
 
 
-def run_one(demo_id: str, mode: str, device: str, timeout: float) -> dict:
+def run_one(demo_id: str, mode: str, device: str, timeout: float, nproc: int | None) -> dict:
     """Run `dlprep demo ID --json` in a new process; return its report plus wall time."""
     args = [sys.executable, "-m", "dlprep", "demo", demo_id, "--json", "--device", device]
+    if nproc:
+        args += ["--nproc", str(nproc)]
     if mode == "quick":
         args.append("--quick")
     start = time.perf_counter()
@@ -66,13 +68,13 @@ def table(rows: list[dict], modes: list[str], device: str) -> str:
         f"Measured by `python benchmarks/demos.py` on {platform.platform()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, device {device}. "
         "Wall time of `dlprep demo NAME --json [--quick]` in a fresh process, torch import "
-        "included.",
+        "included; distributed demos with `--nproc 2` (process start-up included).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" + "--:|" * len(modes) + "---|",
     ]
     for row in rows:
-        cells = [f"`{row['demo']}`"]
+        cells = [f"`{row['demo']}`" + (f" ({row['ranks']} ranks)" if row["ranks"] else "")]
         verdicts = []
         for mode in modes:
             r = row[mode]
@@ -90,17 +92,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--only", nargs="*", help="only these demo ids")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--nproc", type=int, default=2, help="ranks for the distributed demos")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "demo-timings.md")
     args = parser.parse_args()
 
-    infos = [d for d in demos.available().values() if not d.distributed]
+    infos = list(demos.available().values())
     if args.only:
         infos = [d for d in infos if d.id in args.only]
     rows = []
     for info in infos:
-        row = {"demo": info.id}
+        row = {"demo": info.id, "ranks": args.nproc if info.distributed else None}
         for mode in args.modes:
-            row[mode] = run_one(info.id, mode, args.device, args.timeout)
+            nproc = args.nproc if info.distributed else None
+            row[mode] = run_one(info.id, mode, args.device, args.timeout, nproc)
             mark = {True: "ok", False: "CLAIM FAILED", None: "ERROR"}[row[mode]["held"]]
             print(f"{info.id:28s} {mode:5s} {row[mode]['wall']:7.1f} s  {mark}", flush=True)
         rows.append(row)
