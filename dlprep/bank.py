@@ -12,7 +12,6 @@ import gc
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -294,6 +293,8 @@ def _no_gc() -> Iterator[None]:
 
 def _write_cache(cache_file: Path, bank: Bank) -> None:
     """Write atomically (another dlprep may read it at the same moment); caching is best effort."""
+    import tempfile
+
     payload = {
         "questions": Question.to_columns(bank.questions),
         "topics": bank.topics,

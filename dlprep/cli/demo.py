@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dlprep import demos, render
+from dlprep import render
 from dlprep.cli._app import EXIT_ERROR, BankPaths, Json, app, open_bank
 
 
@@ -40,6 +40,8 @@ def demo(
 
     Exit code 0 when every claim holds, 1 otherwise.
     """
+    from dlprep import demos  # not at the top: `dlprep quiz` loads this module too
+
     if list_ or name is None:
         infos = demos.available()
         linked = _linked_questions(bank)
