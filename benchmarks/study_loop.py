@@ -687,8 +687,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def compile_package() -> None:
+    """Byte-compile dlprep's modules, as `pip install` does for a regular install.
+
+    In an editable checkout with PYTHONDONTWRITEBYTECODE set (as on our dev and CI
+    machines), every start would otherwise recompile dlprep from source while typer, rich
+    and pydantic load precompiled bytecode: that compares a dev checkout with installed
+    packages, not the tool a user runs (measured here: +25-40 ms on the first prompt).
+    """
+    import compileall
+
+    import dlprep
+
+    compileall.compile_dir(Path(dlprep.__file__).parent, quiet=1)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    compile_package()
     info = {
         "machine": machine(),
         "parameters": {"cards": args.cards, "reviews": args.reviews, "repeat": args.repeat},

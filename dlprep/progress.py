@@ -98,33 +98,37 @@ def build_progress(
     stored = {c.question_id: c for c in store.card_summaries(now, next_day)}
 
     topics = {t: dict(questions=0, seen=0, mastered=0, due_now=0, suspended=0) for t in bank.topics}
-    states = dict.fromkeys(STATE_NAMES.values(), 0)
-    totals = dict(reviewed=0, due_now=0, due_today=0, new_available=0, suspended=0)
+    by_state = dict.fromkeys(STATE_NAMES, 0)
+    new_available = due_today = 0
     leeches: list[str] = []
     studied: list[tuple[float, int, str]] = []  # (recall, -lapses, id), to find the weakest
+    decay, factor = scheduler.curve()  # inlined below: this loop runs once per card
+    retention = settings.desired_retention
     for question in bank.questions:
         row = topics[question.topic]
         row["questions"] += 1
         card = stored.get(question.id)
-        if card is None or card.state == NEW:
-            states["new"] += 1
-            totals["new_available"] += card is None or card.available
-            totals["suspended"] += card is not None and card.suspended
-            row["suspended"] += card is not None and card.suspended
+        if card is None:
+            new_available += 1
             continue
-        states[STATE_NAMES[card.state]] += 1
-        recall = scheduler.recall_after(card.stability, card.elapsed_days)
+        if card.suspended:
+            row["suspended"] += 1
+        if card.state == NEW:
+            new_available += card.available
+            continue
+        recall = (1 + factor * card.elapsed_days / card.stability) ** decay
         studied.append((recall, -card.lapses, question.id))
+        by_state[card.state] += 1
         row["seen"] += 1
-        row["mastered"] += card.state == REVIEW and recall >= settings.desired_retention
-        row["due_now"] += card.due_now
-        row["suspended"] += card.suspended
-        totals["reviewed"] += 1
-        totals["due_now"] += card.due_now
-        totals["due_today"] += card.due_today
-        totals["suspended"] += card.suspended
+        if card.state == REVIEW and recall >= retention:
+            row["mastered"] += 1
+        if card.due_now:
+            row["due_now"] += 1
+        if card.due_today:
+            due_today += 1
         if card.leech:
             leeches.append(question.id)
+    by_state[NEW] = len(bank.questions) - len(studied)
 
     weak = []
     for recall, _, qid in heapq.nsmallest(weakest, studied):
@@ -146,14 +150,14 @@ def build_progress(
         generated_at=now,
         desired_retention=settings.desired_retention,
         total_questions=len(bank.questions),
-        reviewed_cards=totals["reviewed"],
+        reviewed_cards=len(studied),
         total_reviews=store.review_count(),
-        due_now=totals["due_now"],
-        due_today=totals["due_today"],
-        new_available=totals["new_available"],
-        suspended=totals["suspended"],
+        due_now=sum(row["due_now"] for row in topics.values()),
+        due_today=due_today,
+        new_available=new_available,
+        suspended=sum(row["suspended"] for row in topics.values()),
         leeches=leeches,
-        by_state=states,
+        by_state={STATE_NAMES[state]: n for state, n in by_state.items()},
         by_topic=[TopicProgress(t, bank.topics[t], **row) for t, row in topics.items()],
         weakest=weak,
         activity=activity,

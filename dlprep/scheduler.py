@@ -157,9 +157,13 @@ class Scheduler:
         return self.recall_after(stability, max(0, (now - last_review).days))
 
     def recall_after(self, stability: float, elapsed_days: int) -> float:
-        decay = -self._fsrs.parameters[20]
-        factor = 0.9 ** (1 / decay) - 1
+        decay, factor = self.curve()
         return (1 + factor * elapsed_days / stability) ** decay
+
+    def curve(self) -> tuple[float, float]:
+        """(decay, factor) of the forgetting curve R(t) = (1 + factor * t / S) ** decay."""
+        decay = -self._fsrs.parameters[20]
+        return decay, 0.9 ** (1 / decay) - 1
 
 
 def study_day_start(now: datetime, day_starts_at: int = 4, zone=None) -> datetime:

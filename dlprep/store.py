@@ -95,11 +95,12 @@ class CardSummary(NamedTuple):
     elapsed_days: int | None  # whole days since the last review, as fsrs counts them
     reps: int
     lapses: int
-    suspended: bool
-    leech: bool
-    available: bool  # neither suspended nor buried now
-    due_now: bool
-    due_today: bool
+    # SQLite's booleans: 0 or 1 (NULL for due_* of a card never scheduled)
+    suspended: int
+    leech: int
+    available: int  # neither suspended nor buried now
+    due_now: int | None
+    due_today: int | None
 
 
 @dataclass(frozen=True)
@@ -234,34 +235,23 @@ class Store:
 
     @_db_errors
     def card_summaries(self, now: datetime, day_end: datetime) -> list[CardSummary]:
-        """Every stored card, cheaply: no CardState, due and availability computed by SQLite."""
+        """Every stored card, cheaply: no CardState; SQLite computes the days since the last
+        review, availability and due-ness, so rows become CardSummary tuples as they are."""
         rows = self._db.execute(
             # julianday differences are exact to the millisecond: the whole days match
             # Python's timedelta.days but at the very instant a day completes.
             "SELECT question_id, state, stability, "
-            "  CAST(julianday(:now) - julianday(last_review) AS INTEGER), "
+            "  MAX(0, CAST(julianday(:now) - julianday(last_review) AS INTEGER)), "
             "  reps, lapses, suspended, leech, "
             "  suspended = 0 AND (buried_until IS NULL OR buried_until <= :now) AS available, "
-            "  due <= :now AS due_now, due <= :day_end AS due_today "
+            "  state > 0 AND suspended = 0 AND (buried_until IS NULL OR buried_until <= :now) "
+            "    AND due <= :now AS due_now, "
+            "  state > 0 AND suspended = 0 AND (buried_until IS NULL OR buried_until <= :now) "
+            "    AND due <= :day_end AS due_today "
             "FROM cards",
             {"now": _ts(now), "day_end": _ts(day_end)},
         )
-        return [
-            CardSummary(
-                q,
-                st,
-                stab,
-                None if elapsed is None else max(0, elapsed),
-                reps,
-                lapses,
-                bool(susp),
-                bool(leech),
-                bool(avail),
-                bool(avail and st > 0 and due_now),
-                bool(avail and st > 0 and due_today),
-            )
-            for q, st, stab, elapsed, reps, lapses, susp, leech, avail, due_now, due_today in rows
-        ]
+        return list(map(CardSummary._make, rows))
 
     @_db_errors
     def not_new_or_unavailable(self, now: datetime) -> set[str]:
