@@ -4,6 +4,7 @@ the JSON cache, and looking questions up."""
 from __future__ import annotations
 
 import json
+import marshal
 import re
 from pathlib import Path
 
@@ -406,7 +407,7 @@ def test_cache_is_written_and_used(tmp_path, monkeypatch):
     source = _bank_file(tmp_path / "bank.yaml", "t", "q-one", "q-two")
     cache = tmp_path / "cache"
     first = load_bank([source], cache_dir=cache)
-    files = list(cache.glob("bank-*.json"))
+    files = list(cache.glob("bank-*.marshal"))
     assert len(files) == 1
     monkeypatch.setattr(dlprep.bank, "validate", _refuse_validate)
     second = load_bank([source], cache_dir=cache)
@@ -419,13 +420,13 @@ def test_cache_follows_edits(tmp_path, monkeypatch):
     source = _bank_file(tmp_path / "bank.yaml", "t", "q-one")
     cache = tmp_path / "cache"
     assert load_bank([source], cache_dir=cache).get("q-one").answer == "The answer to q-one."
-    (old,) = cache.glob("bank-*.json")
+    (old,) = cache.glob("bank-*.marshal")
     source.write_text(
         source.read_text().replace("The answer to q-one.", "A better answer."), encoding="utf-8"
     )
     edited = load_bank([source], cache_dir=cache)
     assert edited.get("q-one").answer == "A better answer."
-    new = set(cache.glob("bank-*.json")) - {old}
+    new = set(cache.glob("bank-*.marshal")) - {old}
     assert len(new) == 1
     # And the new entry is what a later load reads.
     monkeypatch.setattr(dlprep.bank, "validate", _refuse_validate)
@@ -436,7 +437,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     source = _bank_file(tmp_path / "bank.yaml", "t", "q-one")
     cache = tmp_path / "cache"
     expected = load_bank([source], cache_dir=cache)
-    (cache_file,) = cache.glob("bank-*.json")
+    (cache_file,) = cache.glob("bank-*.marshal")
     for garbage in (
         b"{not json",
         b'{"questions": [{"id": 3}]}',
@@ -446,7 +447,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
         cache_file.write_bytes(garbage)
         loaded = load_bank([source], cache_dir=cache)
         assert loaded.questions == expected.questions
-        assert json.loads(cache_file.read_bytes())["questions"]["id"] == ["q-one"]
+        assert marshal.loads(cache_file.read_bytes())["questions"]["id"] == ["q-one"]
 
 
 def test_invalid_bank_is_not_cached(tmp_path):
@@ -455,7 +456,7 @@ def test_invalid_bank_is_not_cached(tmp_path):
     with pytest.raises(BankError) as info:
         load_bank([bad], cache_dir=cache)
     assert "bad.yaml:6: questions[0] (q-one).kind: " in info.value.problems[0]
-    assert list(cache.glob("bank-*.json")) == []
+    assert list(cache.glob("bank-*.marshal")) == []
 
 
 # -- lookups ---------------------------------------------------------------------------------
