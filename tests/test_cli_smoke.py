@@ -52,7 +52,7 @@ def test_every_command_has_help_text():
         assert "Usage" in result.output
 
 
-def test_the_quiz_path_never_imports_torch(tmp_path):
+def test_the_quiz_path_and_demo_list_never_import_torch(tmp_path):
     import os
     import subprocess
     import sys
@@ -62,7 +62,8 @@ def test_the_quiz_path_never_imports_torch(tmp_path):
         "from typer.testing import CliRunner\n"
         "from dlprep.cli import app\n"
         "r = CliRunner()\n"
-        "runs = [['quiz', '--limit', '1'], ['list'], ['stats'], ['show', 'conv-output-width']]\n"
+        "runs = [['quiz', '--limit', '1'], ['list'], ['stats'], ['show', 'conv-output-width'],\n"
+        "        ['demo', '--list']]\n"
         "for args in runs:\n"
         "    assert r.invoke(app, args, input='\\n3\\n').exit_code == 0, args\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
