@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dlprep.progress import Progress
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # render imports this module for text_bar: keep the quiz path light
+    from dlprep.progress import Progress
 
 
 def _cell(text: str, width: int | None = None) -> str:
@@ -17,7 +20,8 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def _bar(n: int, most: int, width: int = 20) -> str:
+def text_bar(n: int, most: int, width: int = 20) -> str:
+    """A bar of n against the largest value `most`; any non-zero n gets at least one block."""
     return "█" * max(1 if n else 0, round(width * n / most)) if most else ""
 
 
@@ -58,7 +62,7 @@ def markdown_report(progress: Progress) -> str:
     most = max((n for _, n in p.activity), default=0)
     lines += ["| Day | Answers | |", "|---|---:|---|"]
     for day, n in p.activity:
-        lines.append(f"| {day:%a %Y-%m-%d} | {n} | {_bar(n, most)} |")
+        lines.append(f"| {day:%a %Y-%m-%d} | {n} | {text_bar(n, most)} |")
     if p.leeches:
         lines += [
             "",

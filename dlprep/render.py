@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from dlprep.export import text_bar
 from dlprep.scheduler import Rating, describe_interval
 
 RATING_NAMES = {
@@ -311,7 +312,7 @@ def stats(progress: Any) -> None:
     if most:
         console.print("[bold]last days[/]")
         for day, n in p.activity:
-            bar = "█" * max(1 if n else 0, round(30 * n / most))
+            bar = text_bar(n, most, width=30)
             console.print(f"  {day:%a %m-%d} {n:>5} [green]{bar}[/]")
     if p.orphans:
         console.print(

@@ -67,10 +67,14 @@ def get(demo_id: str) -> DemoInfo:
     raise NotFoundError(f"no demo {demo_id!r}{hint}")
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is present, else 'cpu'; asking for absent CUDA is an error."""
+def check_device(device: str) -> None:
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is present, else 'cpu'; asking for absent CUDA is an error."""
+    check_device(device)
     import torch
 
     has_cuda = torch.cuda.is_available()
@@ -95,8 +99,7 @@ def run(
     """
     info = get(demo_id)
     if info.distributed:
-        if device not in DEVICES:
-            raise UsageError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+        check_device(device)
         from dlprep.demos import _dist
 
         return _dist.launch(info.module, nproc or 2, device=device, seed=seed, quick=quick)
