@@ -126,6 +126,9 @@ class TopicFile(_Strict):
     topic: Slug
     title: Text
     description: str = ""
+    # Where the topic comes in a study plan: new cards are introduced in ascending `order`
+    # (then by file name), so fundamentals come before the topics built on them.
+    order: int = Field(100, ge=0)
     questions: list[QuestionSpec] = Field(min_length=1)
 
     @model_validator(mode="before")

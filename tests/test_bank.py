@@ -260,6 +260,19 @@ def test_duplicate_id_across_files_names_the_first(tmp_path, monkeypatch):
     assert bank.get("shared-id").topic == "a"
 
 
+def test_topics_come_in_study_order_then_by_file_name(tmp_path):
+    # b.yaml declares it comes first; a.yaml and c.yaml keep the default order (100).
+    _bank_file(tmp_path / "a.yaml", "a", "a1")
+    _write(
+        tmp_path / "b.yaml",
+        "topic: b\ntitle: Topic b\norder: 1\nquestions:\n" + _open_question("b1"),
+    )
+    _bank_file(tmp_path / "c.yaml", "c", "c1")
+    bank = load_bank([tmp_path])
+    assert [q.id for q in bank.questions] == ["b1", "a1", "c1"]
+    assert list(bank.topics) == ["b", "a", "c"]
+
+
 def test_every_problem_in_a_file_is_reported(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write(
