@@ -11,6 +11,11 @@ What it shows:
 - padding='same' (stride 1 only; a strided conv refuses it) keeps the size for any kernel and
   dilation. For an even effective kernel the total padding d(k − 1) is odd and PyTorch puts
   the extra pixel on the right/bottom (measured).
+- A transposed convolution (ConvTranspose2d) with the same kernel, stride and padding maps
+  the conv's output size m back to (m − 1)s − 2p + k + output_padding, output_padding choosing
+  among the input sizes the floor merged. With the same weights it is the conv's adjoint:
+  <conv(x), y> = <x, convT(y)>, which is why it is the conv's backward pass, and it is not an
+  inverse of the conv's values ("deconvolution" is a misnomer).
 - The receptive field of a stack, measured as the set of input pixels with a non-zero gradient
   of one output pixel: two 3×3 layers see 5×5, three see 7×7; in general each layer adds
   (k − 1)·d·(product of the strides below it). VGG's argument (Simonyan & Zisserman 2015,
@@ -147,6 +152,31 @@ def run(ctx: DemoContext) -> DemoResult:
         rf_ok &= h == w == expected
         rf_rows.append([name, f"{h}×{w}", expected])
 
+    # ---- 4. the transposed convolution: the adjoint, and the inverse shape map ----------------
+    # ConvTranspose2d with the conv's kernel, stride and padding maps the conv's output size m
+    # back to (m − 1)s − 2p + k (+ output_padding); the floor in the conv merges up to s input
+    # sizes into one m, and output_padding = (n + 2p − k) mod s picks n among them. Its
+    # weights are the conv's, and as a linear map it is the conv's transpose (adjoint).
+    transpose_trials = ctx.pick(40, 200)
+    shape_ok, adjoint_gap = 0, 0.0
+    for _ in range(transpose_trials):
+        n, k, s = rand(6, 30), rand(1, 5), rand(1, 3)
+        p = rand(0, (k - 1) // 2)  # n >= 6 > k: the kernel always fits
+        m = formula(n, k, s, p, 1)
+        op = (n + 2 * p - k) % s
+        down = nn.Conv2d(1, 1, k, stride=s, padding=p, bias=False).to(device, torch.float64)
+        up = nn.ConvTranspose2d(1, 1, k, stride=s, padding=p, output_padding=op, bias=False)
+        up = up.to(device, torch.float64)
+        with torch.no_grad():
+            up.weight.copy_(down.weight)  # the same (1, 1, k, k) kernel
+            x = torch.randn(1, 1, n, n, generator=g, dtype=torch.float64).to(device)
+            y = torch.randn(1, 1, m, m, generator=g, dtype=torch.float64).to(device)
+            back = up(y)
+            shape_ok += back.shape[-1] == n == (m - 1) * s - 2 * p + k + op
+            # <conv(x), y> = <x, convT(y)>: the transpose in the linear-algebra sense
+            lhs, rhs = (down(x) * y).sum().item(), (x * back).sum().item()
+            adjoint_gap = max(adjoint_gap, abs(lhs - rhs) / max(abs(lhs), 1e-12))
+
     # parameters, C channels in and out, no bias (as VGG counts them)
     C = 64
     params = {
@@ -184,6 +214,8 @@ def run(ctx: DemoContext) -> DemoResult:
             "params_C64": params,
             "centre_over_corner_gradient_three_3x3_ones": centre_over_corner,
             "top_row_paths": edge,
+            "transposed_conv_shape_matches": f"{shape_ok}/{transpose_trials}",
+            "transposed_conv_adjoint_max_relative_gap": adjoint_gap,
         },
         tables=[
             Table(
@@ -246,5 +278,13 @@ def run(ctx: DemoContext) -> DemoResult:
         "pixel of a three-3×3 stack has 49× the gradient of a corner.",
         abs(centre_over_corner - 49) < 1e-3,
         f"centre/corner = {centre_over_corner:g}",
+    )
+    result.claim(
+        "ConvTranspose2d with the conv's kernel, stride and padding maps the conv's output size "
+        "back: (m − 1)s − 2p + k + output_padding, and it is the conv's adjoint "
+        "(<conv(x), y> = <x, convT(y)>), not its inverse.",
+        shape_ok == transpose_trials and adjoint_gap < 1e-10,
+        f"{shape_ok}/{transpose_trials} sizes recovered; largest relative gap between "
+        f"<conv(x), y> and <x, convT(y)>: {adjoint_gap:.1e}",
     )
     return result
