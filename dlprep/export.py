@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # render imports this module for text_bar: keep the quiz path light
+    from datetime import datetime
+
+    from dlprep.bank import Bank
     from dlprep.progress import Progress
+    from dlprep.scheduler import CardState, Scheduler
 
 
 def _cell(text: str, width: int | None = None) -> str:
@@ -83,3 +87,68 @@ def markdown_report(progress: Progress) -> str:
         ]
         lines += [f"- `{qid}`" for qid in p.orphans]
     return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = (
+    "id", "topic", "kind", "difficulty", "state", "due", "last_review", "last_rating",
+    "recall_now", "stability_days", "fsrs_difficulty", "reps", "lapses", "suspended", "leech",
+    "buried_until", "demo", "prompt",
+)  # fmt: skip
+
+
+def csv_rows(
+    bank: Bank,
+    cards: dict[str, CardState],
+    last_ratings: dict[str, int],
+    scheduler: Scheduler,
+    now: datetime,
+) -> list[dict]:
+    """One row per question of the bank, in bank order, with its card's state now.
+
+    `cards` maps question ids to stored CardState (questions never studied are new);
+    recall_now is FSRS's predicted probability of recall at `now` (empty for new cards)."""
+    from dlprep.scheduler import CardState
+
+    def when(moment) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
+
+    rows = []
+    for q in bank.questions:
+        card = cards.get(q.id) or CardState(q.id)
+        studied = not card.is_new and card.stability is not None
+        rows.append(
+            {
+                "id": q.id,
+                "topic": q.topic,
+                "kind": q.kind,
+                "difficulty": q.difficulty,
+                "state": card.state_name,
+                "due": when(card.due),
+                "last_review": when(card.last_review),
+                "last_rating": last_ratings.get(q.id, ""),
+                "recall_now": f"{scheduler.retrievability(card, now):.3f}" if studied else "",
+                "stability_days": f"{card.stability:.2f}" if studied else "",
+                "fsrs_difficulty": f"{card.difficulty:.2f}" if card.difficulty else "",
+                "reps": card.reps,
+                "lapses": card.lapses,
+                "suspended": int(card.suspended),
+                "leech": int(card.leech),
+                "buried_until": when(
+                    buried if (buried := card.buried_until) and buried > now else None
+                ),
+                "demo": q.demo,
+                "prompt": " ".join(q.prompt.split()),
+            }
+        )
+    return rows
+
+
+def csv_text(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

@@ -28,6 +28,28 @@ _CARD_COLUMNS = (
     "question_id, state, step, stability, difficulty, due, last_review, "
     "reps, lapses, suspended, leech, buried_until"
 )
+# What a backup holds: every column of every table of progress, in a fixed order.
+BACKUP_TABLES: dict[str, tuple[str, ...]] = {
+    "cards": tuple(_CARD_COLUMNS.split(", ")),
+    "reviews": (
+        "id",
+        "question_id",
+        "rating",
+        "reviewed_at",
+        "duration_ms",
+        "state_before",
+        "state_after",
+        "stability_after",
+        "difficulty_after",
+        "due_after",
+        "card_before",
+        "response",
+        "auto_correct",
+        "draw",
+    ),
+    "undone": ("review_id", "undone_at"),
+    "settings": ("key", "value"),
+}
 _NOT_UNDONE = "NOT EXISTS (SELECT 1 FROM undone u WHERE u.review_id = r.id)"
 
 
@@ -443,6 +465,40 @@ class Store:
             f"SELECT MAX(id) FROM reviews r WHERE {_NOT_UNDONE} GROUP BY question_id)"
         )
         return dict(rows.fetchall())
+
+    # -- backup ------------------------------------------------------------------------------
+
+    @_db_errors
+    def dump(self) -> dict[str, Any]:
+        """Every row of progress, as stored (text timestamps, JSON snapshots kept verbatim):
+        what `dlprep export json` writes and `restore` reads back bit for bit."""
+        tables = {}
+        for table, columns in BACKUP_TABLES.items():
+            order = "rowid" if table != "settings" else "key"
+            rows = self._db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}")
+            tables[table] = [dict(zip(columns, row, strict=True)) for row in rows]
+        tables["schema"] = self._db.execute("SELECT MAX(id) FROM migrations").fetchone()[0]
+        return tables
+
+    @_db_errors
+    def restore(self, tables: dict[str, list[dict[str, Any]]]) -> None:
+        """Load rows written by `dump` into this (empty) database, all or nothing."""
+        with self._tx():
+            held = self._db.execute(
+                "SELECT (SELECT COUNT(*) FROM cards) + (SELECT COUNT(*) FROM reviews) "
+                "+ (SELECT COUNT(*) FROM settings)"
+            ).fetchone()[0]
+            if held:
+                raise StoreError(
+                    f"progress database {self.path} already holds progress; import needs an "
+                    "empty one (set DLPREP_HOME to a new folder, or move the database aside)"
+                )
+            for table, columns in BACKUP_TABLES.items():
+                marks = ", ".join("?" * len(columns))
+                self._db.executemany(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                    [tuple(row[c] for c in columns) for row in tables[table]],
+                )
 
     # -- settings ----------------------------------------------------------------------------
 

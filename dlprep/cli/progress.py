@@ -1,4 +1,5 @@
-"""`dlprep stats` and `dlprep export`: where you stand, on screen or as Markdown."""
+"""`dlprep stats`, `dlprep export` and `dlprep import`: where you stand, on screen, as a
+Markdown report, or as a backup you can restore."""
 
 from __future__ import annotations
 
@@ -50,11 +51,67 @@ def export_markdown(
         report = markdown_report(
             build_progress(store, loaded, store.settings(), utcnow(), days=days)
         )
+    _write_output(report, output)
+
+
+def _write_output(text: str, output: Path | None) -> None:
     if output is None:
-        typer.echo(report, nl=False)
+        typer.echo(text, nl=False)
         return
     try:
-        output.write_text(report, encoding="utf-8")
+        output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     render.line(f"wrote {output}")
+
+
+Output = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write to this file instead of standard output."),
+]
+
+
+@export_app.command("json")
+def export_json(output: Output = None) -> None:
+    """A lossless backup of all progress (review log, card states, settings)."""
+    from dlprep.backup import export_json as dump
+
+    with open_store() as store:
+        text = dump(store, utcnow())
+    _write_output(text, output)
+
+
+@export_app.command("csv")
+def export_csv(output: Output = None, bank: BankPaths = None) -> None:
+    """One row per question with its state, recall and due date, for spreadsheets."""
+    from dlprep.export import csv_rows, csv_text
+    from dlprep.scheduler import Scheduler
+
+    loaded = open_bank(bank)
+    with open_store() as store:
+        scheduler = Scheduler(store.settings())
+        rows = csv_rows(loaded, store.cards(), store.last_ratings(), scheduler, utcnow())
+    _write_output(csv_text(rows), output)
+
+
+import_app = typer.Typer(help="Import progress.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("json")
+def import_json(
+    file: Annotated[Path, typer.Argument(help="A backup written by 'dlprep export json'.")],
+) -> None:
+    """Restore a backup into an empty progress database (validated first; all or nothing)."""
+    from dlprep.backup import import_json as restore
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UsageError(f"cannot read {file}: {reason}") from None
+    with open_store() as store:
+        backup = restore(store, text, str(file))
+    render.line(
+        f"imported {len(backup.reviews)} reviews of {len(backup.cards)} cards into {store.path}"
+    )
