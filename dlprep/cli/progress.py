@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dlprep import render
-from dlprep.cli._app import BankPaths, Json, app, open_bank, open_store, utcnow
+from dlprep.cli._app import BankPaths, Json, Topics, app, open_bank, open_store, utcnow
 from dlprep.errors import UsageError
 
 # dlprep.progress and dlprep.export are imported inside the commands: `dlprep quiz` loads
@@ -92,6 +92,29 @@ def export_csv(output: Output = None, bank: BankPaths = None) -> None:
         scheduler = Scheduler(store.settings())
         rows = csv_rows(loaded, store.cards(), store.last_ratings(), scheduler, utcnow())
     _write_output(csv_text(rows), output)
+
+
+@export_app.command("anki")
+def export_anki(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The .apkg file to write.", show_default=False)
+    ],
+    topic: Topics = None,
+    bank: BankPaths = None,
+) -> None:
+    """An Anki deck: one note per question, one subdeck per topic; re-exporting updates the
+    notes already in Anki instead of duplicating them."""
+    from dlprep.anki import write_package
+
+    if output.suffix != ".apkg":
+        raise UsageError(f"{output}: an Anki package must end in .apkg")
+    loaded = open_bank(bank)
+    questions = loaded.select(topics=topic or ())
+    try:
+        counts = write_package(questions, loaded.topics, output)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    render.line(f"wrote {output}: {sum(counts.values())} notes in {len(counts)} decks")
 
 
 import_app = typer.Typer(help="Import progress.", no_args_is_help=True)
