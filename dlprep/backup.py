@@ -86,6 +86,9 @@ class ReviewRow(_Row):
     response: str | None
     auto_correct: Literal[0, 1] | None
     draw: str | None
+    # added by schema 2: absent from a backup of schema 1
+    elapsed_days: Count | None = None
+    recall_before: Annotated[float, Field(ge=0, le=1)] | None = None
 
     _times = field_validator("reviewed_at", "due_after")(_utc_text)
     _json = field_validator("card_before", "draw")(_json_text)

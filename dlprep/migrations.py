@@ -62,4 +62,27 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        2,
+        "reviews record the days since the previous review and the recall FSRS predicted",
+        """
+        ALTER TABLE reviews ADD COLUMN elapsed_days INTEGER;  -- whole days since the last review
+        ALTER TABLE reviews ADD COLUMN recall_before REAL;    -- FSRS's predicted recall then
+        -- The log is append-only; this one-time backfill of the new columns is the exception.
+        DROP TRIGGER reviews_no_update;
+        UPDATE reviews SET
+            elapsed_days = MAX(0, CAST(julianday(reviewed_at)
+                - julianday(json_extract(card_before, '$.last_review')) AS INTEGER)),
+            recall_before = dlprep_recall(
+                MAX(0, CAST(julianday(reviewed_at)
+                    - julianday(json_extract(card_before, '$.last_review')) AS INTEGER)),
+                json_extract(card_before, '$.stability'))
+        WHERE json_extract(card_before, '$.last_review') IS NOT NULL
+          AND json_extract(card_before, '$.stability') IS NOT NULL;
+        CREATE TRIGGER reviews_no_update BEFORE UPDATE ON reviews
+            BEGIN SELECT RAISE(ABORT, 'the review log is append-only'); END;
+        CREATE INDEX reviews_retention ON reviews (reviewed_at, state_before, rating,
+            elapsed_days, recall_before);
+        """,
+    ),
 ]

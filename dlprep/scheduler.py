@@ -74,6 +74,10 @@ class ReviewResult:
     after: CardState
     rating: Rating
     became_leech: bool
+    # Days since the card's previous review (whole days, as FSRS counts them) and the recall
+    # FSRS predicted for this moment; None for a card's first review.
+    elapsed_days: int | None = None
+    recall_before: float | None = None
 
 
 def card_number(question_id: str) -> int:
@@ -134,7 +138,11 @@ class Scheduler:
             suspended=card.suspended or became_leech,
             buried_until=None,
         )
-        return ReviewResult(card, after, rating, became_leech)
+        elapsed = recall = None
+        if not card.is_new and card.stability is not None and card.last_review is not None:
+            elapsed = max(0, (now - card.last_review).days)
+            recall = self.recall_after(card.stability, elapsed)
+        return ReviewResult(card, after, rating, became_leech, elapsed, recall)
 
     def preview(self, card: CardState, now: datetime) -> dict[Rating, timedelta]:
         """The interval each rating would give now (unfuzzed)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from dlprep.config import Settings
 from dlprep.errors import StoreError, UsageError
 from dlprep.migrations import MIGRATIONS
-from dlprep.scheduler import NEW, CardState, ReviewResult
+from dlprep.scheduler import NEW, CardState, ReviewResult, Scheduler
 
 UTC = timezone.utc
 _CARD_COLUMNS = (
@@ -46,10 +46,13 @@ BACKUP_TABLES: dict[str, tuple[str, ...]] = {
         "response",
         "auto_correct",
         "draw",
+        "elapsed_days",
+        "recall_before",
     ),
     "undone": ("review_id", "undone_at"),
     "settings": ("key", "value"),
 }
+_DEFAULT_CURVE = Scheduler(Settings(), enable_fuzzing=False)
 _NOT_UNDONE = "NOT EXISTS (SELECT 1 FROM undone u WHERE u.review_id = r.id)"
 
 
@@ -167,6 +170,14 @@ class Store:
             raise StoreError(f"cannot use progress database {self.path}: {exc}{hint}") from None
 
     def _setup(self) -> None:
+        # Migration 2 backfills the recall FSRS predicted at each past review (its default
+        # forgetting curve: those reviews were scheduled with it).
+        self._db.create_function(
+            "dlprep_recall",
+            2,
+            lambda days, stability: _DEFAULT_CURVE.recall_after(stability, days),
+            deterministic=True,
+        )
         self._db.execute("PRAGMA busy_timeout = 30000")
         self._db.execute("PRAGMA journal_mode = WAL")
         # FULL: a committed answer survives a power cut too, not only a crash.
@@ -329,7 +340,8 @@ class Store:
             cursor = self._db.execute(
                 "INSERT INTO reviews (question_id, rating, reviewed_at, duration_ms, state_before, "
                 "state_after, stability_after, difficulty_after, due_after, card_before, "
-                "response, auto_correct, draw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "response, auto_correct, draw, elapsed_days, recall_before) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     question_id,
                     int(result.rating),
@@ -344,6 +356,8 @@ class Store:
                     response,
                     None if auto_correct is None else int(auto_correct),
                     json.dumps(draw) if draw is not None else None,
+                    result.elapsed_days,
+                    result.recall_before,
                 ),
             )
             self._write_card(result.after)
@@ -465,6 +479,69 @@ class Store:
             f"SELECT MAX(id) FROM reviews r WHERE {_NOT_UNDONE} GROUP BY question_id)"
         )
         return dict(rows.fetchall())
+
+    # -- statistics over the log (grouped in SQL: a million reviews stay fast) ---------------
+
+    @_db_errors
+    def answers_by_hour(self, since: datetime, key: int = 13) -> list[tuple[str, int]]:
+        """Answers given since `since`, undone ones left out, counted per UTC hour: the first
+        `key` characters of the time, 13 for "YYYY-MM-DDTHH" (16 adds the minutes, for time
+        zones whose study day starts off the hour). Callers group them into study days."""
+        counts = dict(
+            self._db.execute(
+                f"SELECT substr(reviewed_at, 1, {int(key)}) AS hour, COUNT(*) FROM reviews "
+                "WHERE reviewed_at >= ? GROUP BY hour",
+                (_ts(since),),
+            ).fetchall()
+        )
+        for hour, n in self._db.execute(
+            f"SELECT substr(r.reviewed_at, 1, {int(key)}) AS hour, COUNT(*) FROM undone u "
+            "JOIN reviews r ON r.id = u.review_id WHERE r.reviewed_at >= ? GROUP BY hour",
+            (_ts(since),),
+        ):
+            counts[hour] -= n
+        return sorted((hour, n) for hour, n in counts.items() if n)
+
+    @_db_errors
+    def retention_by_hour(
+        self, since: datetime, key: int = 13
+    ) -> list[tuple[str, int, int, float]]:
+        """Answers to cards in review since `since` with FSRS's prediction, undone ones left
+        out, per UTC hour (as in `answers_by_hour`): (hour, answers, passed (not Again),
+        summed predicted recall)."""
+        return self._db.execute(
+            f"SELECT substr(reviewed_at, 1, {int(key)}) AS hour, COUNT(*), SUM(rating > 1), "
+            "SUM(recall_before) FROM reviews r WHERE reviewed_at >= ? AND state_before = 2 "
+            f"AND recall_before IS NOT NULL AND {_NOT_UNDONE} GROUP BY hour",
+            (_ts(since),),
+        ).fetchall()
+
+    @_db_errors
+    def retention_by_interval(
+        self, since: datetime, bucket_starts: Sequence[int]
+    ) -> list[tuple[int, int, int, float]]:
+        """The same answers grouped by the days since the card's previous review, into buckets
+        starting at `bucket_starts` (ascending, the first 0): (bucket index, answers, passed,
+        summed predicted recall)."""
+        cases = " ".join(
+            f"WHEN elapsed_days >= {int(start)} THEN {i}"
+            for i, start in reversed(list(enumerate(bucket_starts)))
+        )
+        return self._db.execute(
+            f"SELECT CASE {cases} END AS bucket, COUNT(*), SUM(rating > 1), SUM(recall_before) "
+            "FROM reviews r WHERE reviewed_at >= ? AND state_before = 2 "
+            f"AND recall_before IS NOT NULL AND {_NOT_UNDONE} GROUP BY bucket",
+            (_ts(since),),
+        ).fetchall()
+
+    @_db_errors
+    def due_by_hour(self, until: datetime, key: int = 13) -> list[tuple[str, int]]:
+        """Studied, unsuspended cards due before `until`, per UTC hour of their due time."""
+        return self._db.execute(
+            f"SELECT substr(due, 1, {int(key)}) AS hour, COUNT(*) FROM cards "
+            "WHERE state > 0 AND suspended = 0 AND due < ? GROUP BY hour",
+            (_ts(until),),
+        ).fetchall()
 
     # -- backup ------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from conftest import T0
 
 from dlprep.config import Settings
 from dlprep.errors import StoreError
+from dlprep.migrations import MIGRATIONS
 from dlprep.scheduler import CardState, Rating, Scheduler
 from dlprep.store import Store
 
@@ -28,8 +29,38 @@ def test_a_fresh_database_has_its_migrations_recorded(tmp_path):
     with Store(path):  # reopening applies nothing twice
         pass
     rows = sqlite3.connect(path).execute("SELECT id FROM migrations").fetchall()
-    assert rows == [(1,)]
+    assert rows == [(number,) for number, _, _ in MIGRATIONS]
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_migration_2_backfills_what_the_scheduler_records_at_review_time(tmp_path):
+    # A log written today records elapsed days and predicted recall at each review...
+    with Store(tmp_path / "now.db") as store:
+        for day, rating in enumerate([Rating.Good, Rating.Good, Rating.Again, Rating.Good]):
+            when = T0 + timedelta(days=3 * day, hours=day)
+            store.apply_review("q", lambda c, r=rating, t=when: SCHEDULER.review(c, r, t), when)
+        recorded = store.dump()["reviews"]
+    assert recorded[0]["recall_before"] is None and recorded[1]["recall_before"] is not None
+    # ...and a schema-1 database holding the same log gets the same numbers by migrating.
+    old = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    old.execute("CREATE TABLE migrations (id INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
+    old.executescript(MIGRATIONS[0][2])
+    old.execute("INSERT INTO migrations VALUES (1, 'one', '2026-01-01T00:00:00+00:00')")
+    columns = [c for c in recorded[0] if c not in ("elapsed_days", "recall_before")]
+    for row in recorded:
+        old.execute(
+            f"INSERT INTO reviews ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [row[c] for c in columns],
+        )
+    old.close()
+    with Store(tmp_path / "old.db") as store:
+        migrated = store.dump()["reviews"]
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):  # trigger restored
+            store._db.execute("UPDATE reviews SET rating = 1")
+    for before, after in zip(recorded, migrated, strict=True):
+        assert after["elapsed_days"] == before["elapsed_days"]
+        expected = before["recall_before"]
+        assert after["recall_before"] == (expected and pytest.approx(expected, rel=1e-12))
 
 
 def test_answers_survive_reopening(tmp_path):
