@@ -35,6 +35,7 @@ class TopicProgress:
     mastered: int  # in review and predicted recall >= desired retention
     due_now: int
     suspended: int
+    weakest: tuple[str, ...] = ()  # ids of its studied questions with the lowest recall now
 
     @property
     def mastery(self) -> float:
@@ -226,6 +227,11 @@ def build_progress(
             leeches.append(question.id)
     by_state[NEW] = len(bank.questions) - len(studied)
 
+    per_topic: dict[str, list[tuple[float, int, str]]] = {t: [] for t in topics}
+    for entry in studied:
+        per_topic[bank.by_id[entry[2]].topic].append(entry)
+    for topic, entries in per_topic.items():
+        topics[topic]["weakest"] = tuple(qid for *_, qid in heapq.nsmallest(3, entries))
     weak = []
     for recall, _, qid in heapq.nsmallest(weakest, studied):
         question, card = bank.by_id[qid], stored[qid]

@@ -314,11 +314,83 @@ def stats(progress: Any) -> None:
         for day, n in p.activity:
             bar = text_bar(n, most, width=30)
             console.print(f"  {day:%a %m-%d} {n:>5} [green]{bar}[/]")
+    _retention(console, p)
+    _forecast(console, p)
+    _calendar(console, p)
     if p.orphans:
         console.print(
             f"[dim]{len(p.orphans)} questions with history are no longer in the bank "
             f"(kept): {', '.join(p.orphans[:5])}{' …' if len(p.orphans) > 5 else ''}[/]"
         )
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def _retention(console: Console, p: Any) -> None:
+    from rich.table import Table
+
+    r = p.retention
+    if not r.answers:
+        console.print(
+            f"[dim]retention: no reviews of cards in review in the last "
+            f"{p.retention_days} days yet[/]"
+        )
+        return
+    console.print(
+        f"[bold]retention[/], last {p.retention_days} days: [bold]{_pct(r.true_retention)}[/] "
+        f"recalled of {r.answers} reviews; FSRS predicted {_pct(r.predicted)} "
+        f"(target {_pct(p.desired_retention)})"
+    )
+    table = Table(header_style="bold", box=None, padding=(0, 2))
+    for name in ("since last review", "reviews", "recalled", "predicted"):
+        table.add_column(name, justify="right")
+    for b in p.retention_by_interval:
+        table.add_row(b.label, str(b.answers), _pct(b.true_retention), _pct(b.predicted))
+    console.print(table)
+    days = [d.true_retention for d in p.retention_by_day]
+    if sum(d is not None for d in days) > 1:
+        console.print(
+            f"  by day [green]{sparkline(days, 0.5, 1.0)}[/] [dim](50-100%, blank: no reviews)[/]"
+        )
+
+
+def _forecast(console: Console, p: Any) -> None:
+    counts = [n for _, n in p.forecast]
+    if not any(counts):
+        return
+    most = max(counts)
+    week = sum(counts[:7])
+    console.print(
+        f"[bold]due[/] today {counts[0]}, tomorrow {counts[1] if len(counts) > 1 else 0}, "
+        f"next 7 days {week}, next {len(counts)} days {sum(counts)}"
+    )
+    console.print(f"  [cyan]{sparkline(counts, 0, most)}[/] [dim](per day, peak {most})[/]")
+
+
+def _calendar(console: Console, p: Any) -> None:
+    from dlprep.export import calendar_rows, shade
+
+    studied = sum(1 for _, n in p.calendar if n)
+    if not studied:
+        return
+    console.print(
+        f"[bold]streak[/] {p.streak} day{'s' * (p.streak != 1)} · longest "
+        f"{p.longest_streak} · studied on {studied} of the last {len(p.calendar)} days"
+    )
+    labels, rows = calendar_rows(p.calendar)
+    most = max(n for _, n in p.calendar)
+    months = [" "] * len(labels)  # month names over the week in which each month starts
+    free = 0  # the first column a label may use without touching the previous one
+    for week, label in enumerate(labels):
+        if label and week >= free and week + len(label) <= len(months):
+            months[week : week + len(label)] = label
+            free = week + len(label) + 1
+    console.print("      " + "".join(months), style="dim", highlight=False)
+    for weekday, name in enumerate(("Mon", "", "Wed", "", "Fri", "", "Sun")):
+        cells = "".join(shade(n, most) for n in rows[weekday])
+        console.print(f"  {name:<3} [green]{cells}[/]", highlight=False)
 
 
 def settings_table(values: dict[str, Any], descriptions: dict[str, str]) -> None:

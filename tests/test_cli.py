@@ -147,10 +147,12 @@ def test_export_markdown(bank_file, tmp_path):
     assert result.exit_code == 0, result.output
     report = out.read_text()
     assert "| Topic | Questions | Studied | Mastered | Due now |" in report
-    assert "| Drill (`drill`) | 3 | 1 | 0 (0%) | 0 |" in report
+    assert "| [Drill](#drill) | 3 | 1 | 0 (0%) | 0 |" in report
     assert "`drill-one`: First drill question?" in report
     assert "`dlprep demo backprop-by-hand`" in report
     assert run("export", "markdown", "--bank", bank_file).stdout == report
+    only = run("export", "markdown", "--bank", bank_file, "--topic", "nope")
+    assert only.exit_code == 1 and "no topic 'nope'" in only.output
 
 
 def test_editing_a_question_keeps_its_progress_and_removing_it_keeps_history(bank_file):

@@ -39,19 +39,24 @@ def export_markdown(
         Path | None,
         typer.Option("--output", "-o", help="Write to this file instead of standard output."),
     ] = None,
-    days: Annotated[int, typer.Option(min=1, max=365, help="Days of activity to show.")] = 14,
+    days: Annotated[
+        int, typer.Option(min=1, max=365, help="The period: days of activity and of retention.")
+    ] = 30,
+    topic: Topics = None,
     bank: BankPaths = None,
 ) -> None:
-    """A Markdown progress report (per-topic mastery, weakest questions, activity)."""
+    """A Markdown progress report: summary, retention, per-topic mastery, weakest questions,
+    the forecast and activity as charts GitHub renders, and a section per topic."""
     from dlprep.export import markdown_report
     from dlprep.progress import build_progress
 
     loaded = open_bank(bank)
+    loaded.select(topics=topic or ())  # an unknown topic is an error before any work
     with open_store() as store:
-        report = markdown_report(
-            build_progress(store, loaded, store.settings(), utcnow(), days=days)
+        progress = build_progress(
+            store, loaded, store.settings(), utcnow(), days=days, retention_days=days
         )
-    _write_output(report, output)
+    _write_output(markdown_report(progress, loaded, topics=topic or ()), output)
 
 
 def _write_output(text: str, output: Path | None) -> None:
