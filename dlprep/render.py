@@ -393,6 +393,27 @@ def _calendar(console: Console, p: Any) -> None:
         console.print(f"  {name:<3} [green]{cells}[/]", highlight=False)
 
 
+def optimize_result(fit: Any, adopted: bool) -> None:
+    console = _out()
+    sample = (
+        f" (a sample of {fit.cards} cards' histories out of {fit.sampled_from} answers)"
+        if fit.sampled_from
+        else f" of {fit.cards} cards"
+    )
+    console.print(f"fitted on {fit.answers} answers{sample}, {fit.eligible} of them on a later day")
+    console.print(
+        f"log loss of predicted recall: before [bold]{fit.loss_before:.4f}[/], "
+        f"after [bold]{fit.loss_after:.4f}[/] (lower is better)"
+    )
+    if adopted:
+        console.print(
+            "[green]the new parameters are used from now on[/] "
+            "('dlprep optimize --reset' goes back to the defaults)"
+        )
+    else:
+        console.print("[yellow]no better than the parameters in use: kept them[/]")
+
+
 def settings_table(values: dict[str, Any], descriptions: dict[str, str]) -> None:
     from rich.table import Table
 

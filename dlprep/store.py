@@ -364,6 +364,44 @@ class Store:
         return cursor.lastrowid, result
 
     @_db_errors
+    def append_history(
+        self, reviews: Iterable[tuple[str, ReviewResult, datetime, int | None]]
+    ) -> int:
+        """Append many (question id, result, time, duration ms) reviews at once, in order,
+        and leave each card in its last state: one transaction (a simulated or imported
+        history; answers given in the quiz go through `apply_review`)."""
+        latest: dict[str, CardState] = {}
+        rows = []
+        for qid, result, when, duration_ms in reviews:
+            latest[qid] = result.after
+            rows.append(
+                (
+                    qid,
+                    int(result.rating),
+                    _ts(when),
+                    duration_ms,
+                    result.before.state,
+                    result.after.state,
+                    result.after.stability,
+                    result.after.difficulty,
+                    _ts(result.after.due),
+                    _card_json(result.before),
+                    result.elapsed_days,
+                    result.recall_before,
+                )
+            )
+        with self._tx():
+            self._db.executemany(
+                "INSERT INTO reviews (question_id, rating, reviewed_at, duration_ms, "
+                "state_before, state_after, stability_after, difficulty_after, due_after, "
+                "card_before, elapsed_days, recall_before) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            for card in latest.values():
+                self._write_card(card)
+        return len(rows)
+
+    @_db_errors
     def last_review(self) -> Review | None:
         """The most recent answer that has not been undone."""
         reviews = self._reviews(f"WHERE {_NOT_UNDONE} ORDER BY r.id DESC LIMIT 1", ())
@@ -470,6 +508,15 @@ class Store:
             (_ts(since),),
         )
         return [datetime.fromisoformat(at) for (at,) in rows]
+
+    @_db_errors
+    def answer_log(self) -> list[tuple[str, int, datetime, int | None]]:
+        """Every answer that was not undone, oldest first: (question id, rating, time, ms)."""
+        rows = self._db.execute(
+            f"SELECT question_id, rating, reviewed_at, duration_ms FROM reviews r "
+            f"WHERE {_NOT_UNDONE} ORDER BY id"
+        )
+        return [(q, rating, datetime.fromisoformat(at), ms) for q, rating, at, ms in rows]
 
     @_db_errors
     def last_ratings(self) -> dict[str, int]:
