@@ -414,6 +414,61 @@ def optimize_result(fit: Any, adopted: bool) -> None:
         console.print("[yellow]no better than the parameters in use: kept them[/]")
 
 
+def interview_intro(session: Any) -> None:
+    console = _out()
+    console.print(
+        f"[bold]Mock interview[/]: {len(session.planned)} questions in {session.minutes} "
+        "minutes, warm-up first, then harder ones. Answer as you would out loud; end an "
+        "answer with an empty line. Ctrl-D ends the interview early."
+    )
+
+
+def interview_question(question: Any, number: int, total: int, seconds_left: float) -> None:
+    console = _out()
+    minutes, seconds = divmod(int(seconds_left), 60)
+    console.print()
+    console.print(
+        f"[bold]{number}/{total}[/]  [dim]{escape(question.topic)} · {question.difficulty} · "
+        f"{minutes}:{seconds:02d} left[/]"
+    )
+    console.print(f"[bold]{escape(question.prompt)}[/]", soft_wrap=True)
+
+
+def interview_key_points(question: Any) -> None:
+    console = _out()
+    console.print("[bold]What the interviewer listens for:[/]")
+    for number, point in enumerate(question.key_points, start=1):
+        console.print(f"  {number}. {escape(point)}", soft_wrap=True)
+
+
+def ticks_prompt(count: int) -> str:
+    return f"which did you cover? (e.g. 1 3, 1-{count}, all, none)"
+
+
+def interview_scored(entry: Any) -> None:
+    colour = "red" if entry.weak else "green"
+    answer = entry.question.answer.strip().split("\n\n")[0]
+    _out().print(f"[{colour}]{100 * entry.score:.0f}% of the key points[/]")
+    _out().print(f"[dim]{escape(answer)}[/]", soft_wrap=True)
+
+
+def interview_follow_up(text: str) -> None:
+    _out().print(f"[bold]Follow-up:[/] {escape(text)}", soft_wrap=True)
+
+
+def interview_summary(session: Any, path: Any, weak: int) -> None:
+    console = _out()
+    console.print()
+    if not session.answered:
+        console.print("no questions answered: nothing recorded")
+        return
+    console.print(
+        f"[bold]score {100 * session.score:.0f}%[/] over {len(session.answered)} questions; "
+        f"{weak} weak answer{'s' * (weak != 1)} now due in 'dlprep quiz'"
+    )
+    console.print(f"report: {path}")
+
+
 def settings_table(values: dict[str, Any], descriptions: dict[str, str]) -> None:
     from rich.table import Table
 
