@@ -100,6 +100,7 @@ def test_quit_bury_suspend_and_undo_keys(bank_file):
         for row in json.loads(run("list", "--json", "--topic", "drill", "--bank", bank_file).stdout)
     }
     assert listed == {"drill-one": "review", "drill-two": "new (buried)", "drill-mcq": "new"}
+    assert "progress: new (buried)" in run("show", "drill-two", "--bank", bank_file).output
     assert stats(bank_file)["total_reviews"] == 1  # the undone answer does not count
 
 

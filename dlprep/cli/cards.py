@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -9,7 +10,7 @@ import typer
 from dlprep import render
 from dlprep.bank import dump_question
 from dlprep.cli._app import BankPaths, Json, Tags, Topics, app, open_bank, open_store, utcnow
-from dlprep.scheduler import study_day
+from dlprep.scheduler import CardState, study_day
 
 Ids = Annotated[
     list[str], typer.Argument(help="Question ids (see 'dlprep list').", show_default=False)
@@ -28,13 +29,7 @@ def list_questions(
     rows = []
     for q in questions:
         card = cards.get(q.id)
-        state = "new" if card is None else card.state_name
-        if card is not None and card.leech:
-            state += " (leech, suspended)" if card.suspended else " (leech)"
-        elif card is not None and card.suspended:
-            state += " (suspended)"
-        elif card is not None and not card.available(now):
-            state += " (buried)"
+        state = "new" if card is None else state_label(card, now)
         due = card.due.isoformat(timespec="minutes") if card is not None and card.due else ""
         rows.append(
             {
@@ -53,6 +48,18 @@ def list_questions(
         render.print_json(rows)
     else:
         render.question_table(rows)
+
+
+def state_label(card: CardState, now: datetime) -> str:
+    """'review', 'review (leech, suspended)', 'learning (buried)': as list and show say it."""
+    state = card.state_name
+    if card.leech:
+        return state + (" (leech, suspended)" if card.suspended else " (leech)")
+    if card.suspended:
+        return state + " (suspended)"
+    if not card.available(now):
+        return state + " (buried)"
+    return state
 
 
 @app.command()
@@ -83,7 +90,7 @@ def show(
         return
     render.question_detail(
         question,
-        card.state_name + (" (suspended)" if card.suspended else ""),
+        state_label(card, utcnow()),
         due,
         loaded.location(question_id),
         history,
