@@ -112,28 +112,22 @@ class Progress:
     calendar: list[tuple[date, int]]  # answers per study day over the last year, oldest first
 
 
-def study_days(now: datetime, settings: Settings, days: int) -> list[tuple[date, datetime]]:
-    """The last `days` study days as (local date, UTC start), oldest first."""
+def study_days(
+    now: datetime, settings: Settings, days: int, ahead: bool = False
+) -> list[tuple[date, datetime]]:
+    """`days` study days as (local date, UTC start) in time order: the last ones up to
+    today, or with `ahead` today and the ones after it."""
     zone = settings.zone()
     start = study_day_start(now, settings.day_starts_at, zone)
     out = []
     for _ in range(days):
         local = start.astimezone(zone) if zone else start.astimezone()
         out.append((local.date(), start))
-        start = study_day_start(start - timedelta(hours=1), settings.day_starts_at, zone)
-    return out[::-1]
-
-
-def coming_study_days(now: datetime, settings: Settings, days: int) -> list[tuple[date, datetime]]:
-    """Today and the next `days - 1` study days as (local date, UTC start), today first."""
-    zone = settings.zone()
-    start = study_day_start(now, settings.day_starts_at, zone)
-    out = []
-    for _ in range(days):
-        local = start.astimezone(zone) if zone else start.astimezone()
-        out.append((local.date(), start))
-        start = next_study_day_start(start, settings.day_starts_at, zone)
-    return out
+        if ahead:
+            start = next_study_day_start(start, settings.day_starts_at, zone)
+        else:
+            start = study_day_start(start - timedelta(hours=1), settings.day_starts_at, zone)
+    return out if ahead else out[::-1]
 
 
 def _per_day(
@@ -272,7 +266,7 @@ def build_progress(
         sum(r.predicted_sum for r in retention_by_interval),
     )
 
-    coming = coming_study_days(now, settings, forecast_days)
+    coming = study_days(now, settings, forecast_days, ahead=True)
     ahead = [start for _, start in coming]
     ahead.append(next_study_day_start(ahead[-1], settings.day_starts_at, settings.zone()))
     key_ahead = _key_length(ahead)

@@ -135,6 +135,42 @@ class DayCounts:
     total: int  # every answer
 
 
+_INSERT_REVIEW = (
+    "INSERT INTO reviews (question_id, rating, reviewed_at, duration_ms, state_before, "
+    "state_after, stability_after, difficulty_after, due_after, card_before, response, "
+    "auto_correct, draw, elapsed_days, recall_before) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _review_row(
+    question_id: str,
+    result: ReviewResult,
+    when: datetime,
+    duration_ms: int | None,
+    response: str | None = None,
+    auto_correct: bool | None = None,
+    draw: dict | None = None,
+) -> tuple:
+    """The values of one row of the review log, in _INSERT_REVIEW's order."""
+    return (
+        question_id,
+        int(result.rating),
+        _ts(when),
+        duration_ms,
+        result.before.state,
+        result.after.state,
+        result.after.stability,
+        result.after.difficulty,
+        _ts(result.after.due),
+        _card_json(result.before),
+        response,
+        None if auto_correct is None else int(auto_correct),
+        json.dumps(draw) if draw is not None else None,
+        result.elapsed_days,
+        result.recall_before,
+    )
+
+
 def _db_errors(method: Callable) -> Callable:
     """Turn SQLite failures into one StoreError line that names the database file."""
 
@@ -337,29 +373,8 @@ class Store:
         """Review a card: read it, compute `transition(card)`, append the log, write the card."""
         with self._tx():
             result = transition(self._card_or_new(question_id))
-            cursor = self._db.execute(
-                "INSERT INTO reviews (question_id, rating, reviewed_at, duration_ms, state_before, "
-                "state_after, stability_after, difficulty_after, due_after, card_before, "
-                "response, auto_correct, draw, elapsed_days, recall_before) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    question_id,
-                    int(result.rating),
-                    _ts(now),
-                    duration_ms,
-                    result.before.state,
-                    result.after.state,
-                    result.after.stability,
-                    result.after.difficulty,
-                    _ts(result.after.due),
-                    _card_json(result.before),
-                    response,
-                    None if auto_correct is None else int(auto_correct),
-                    json.dumps(draw) if draw is not None else None,
-                    result.elapsed_days,
-                    result.recall_before,
-                ),
-            )
+            row = _review_row(question_id, result, now, duration_ms, response, auto_correct, draw)
+            cursor = self._db.execute(_INSERT_REVIEW, row)
             self._write_card(result.after)
         return cursor.lastrowid, result
 
@@ -374,29 +389,9 @@ class Store:
         rows = []
         for qid, result, when, duration_ms in reviews:
             latest[qid] = result.after
-            rows.append(
-                (
-                    qid,
-                    int(result.rating),
-                    _ts(when),
-                    duration_ms,
-                    result.before.state,
-                    result.after.state,
-                    result.after.stability,
-                    result.after.difficulty,
-                    _ts(result.after.due),
-                    _card_json(result.before),
-                    result.elapsed_days,
-                    result.recall_before,
-                )
-            )
+            rows.append(_review_row(qid, result, when, duration_ms))
         with self._tx():
-            self._db.executemany(
-                "INSERT INTO reviews (question_id, rating, reviewed_at, duration_ms, "
-                "state_before, state_after, stability_after, difficulty_after, due_after, "
-                "card_before, elapsed_days, recall_before) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
+            self._db.executemany(_INSERT_REVIEW, rows)
             for card in latest.values():
                 self._write_card(card)
         return len(rows)
