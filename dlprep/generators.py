@@ -372,7 +372,8 @@ def _pipeline_bubble(rng: random.Random):
 
 
 def _logits(rng: random.Random) -> tuple[float, float, float]:
-    return tuple(round(rng.uniform(-3, 4), 1) for _ in range(3))  # type: ignore[return-value]
+    # + 0.0 turns a rounded -0.0 into 0.0, so a prompt never shows "-0.0".
+    return tuple(round(rng.uniform(-3, 4), 1) + 0.0 for _ in range(3))  # type: ignore[return-value]
 
 
 def _term(x: float) -> str:
@@ -398,7 +399,7 @@ def _softmax_prob(rng: random.Random):
     ta, tb, tc = _term(a), _term(b), _term(c)
     working = (
         f"e^{ta} / (e^{ta} + e^{tb} + e^{tc}) = 1 / (1 + e^({tb} − {ta}) + e^({tc} − {ta}))"
-        f" = {p:.4f}"
+        f" = {p:.4g}"
     )
     return {"a": a, "b": b, "c": c}, p, working
 
@@ -417,6 +418,6 @@ def _cross_entropy(rng: random.Random):
     loss = lse - z
     working = (
         f"−log softmax_{target} = logsumexp({a:g}, {b:g}, {c:g}) − z_{target} = "
-        f"{lse:.4f} − {_term(z)} = {loss:.4f}"
+        f"{lse:.5f} − {_term(z)} = {loss:.4g}"
     )
     return {"a": a, "b": b, "c": c, "target": target}, loss, working

@@ -10,11 +10,15 @@ What it shows:
   gate blocks, exactly 3/4 of the LSTM.
 - nn.MultiheadAttention has 4E² + 4E parameters (Q, K, V and output projections) whatever
   the number of heads: heads split E, they do not add weights.
-- A matrix product (m×k)·(k×n) is 2mkn FLOPs (torch.utils.flop_counter counts a
-  multiply-add as two), and a Linear layer's backward pass is two such products, twice its
-  forward: a training step is about 3× a forward pass.
-- FLOPs are not time: a tiny matmul reaches only a fraction of the FLOP/s of a large one,
-  because per-call overhead and memory traffic dominate when there is little work per byte.
+- A matrix product (m×k)·(k×n) is 2mkn FLOPs by convention (a multiply-add counts as two;
+  torch.utils.flop_counter applies that formula to the shapes of the ops that really run, so
+  it counts, it does not time). A Linear layer's backward runs two such products (the input
+  gradient and the weight gradient), twice its forward, so a training step is about 3× a
+  forward pass; the first layer, whose input needs no gradient, runs only one.
+- FLOPs are not time: a tiny matmul reaches only a fraction of the FLOP/s of a large one.
+  For a 16³ product the fixed cost of each call (Python, dispatch, on a GPU the kernel
+  launch) dominates; for larger but skinny matmuls the limit is memory traffic (arithmetic
+  intensity), which this demo does not separate out.
 
 Run: dlprep demo layer-costs
 """
@@ -128,6 +132,14 @@ def run(ctx: DemoContext) -> DemoResult:
         out.sum().backward()
     backward_flops = counter.get_total_flops() - forward_flops
 
+    # The first layer's input needs no gradient: its backward computes only the weight gradient.
+    first_inputs = torch.randn(m, k, device=device)
+    with FlopCounterMode(display=False) as counter:
+        out = layer(first_inputs)
+        first_forward_flops = counter.get_total_flops()
+        out.sum().backward()
+    first_backward_flops = counter.get_total_flops() - first_forward_flops
+
     # ---- 5. FLOPs are not time: achieved FLOP/s, small vs large matmul -----------------------
     repeats = ctx.pick(5, 20)
     small, large = 16, ctx.pick(512, 1024)
@@ -145,6 +157,7 @@ def run(ctx: DemoContext) -> DemoResult:
             "matmul_flops": matmul_flops,
             "linear_forward_flops": forward_flops,
             "linear_backward_flops": backward_flops,
+            "first_layer_backward_flops": first_backward_flops,
             "gflops_per_s": {str(small): rate_small, str(large): rate_large},
         },
         tables=[
@@ -192,11 +205,13 @@ def run(ctx: DemoContext) -> DemoResult:
         ", ".join(f"{hd} heads: {p:,}" for hd, p in by_heads.items()),
     )
     result.claim(
-        "An (m×k)·(k×n) matmul is 2mkn FLOPs, and a Linear layer's backward pass costs twice "
-        "its forward",
-        matmul_flops == 2 * m * k * n and backward_flops == 2 * forward_flops,
+        "torch's FLOP counter counts an (m×k)·(k×n) matmul as 2mkn; a Linear layer's backward "
+        "costs twice its forward, or once for a first layer whose input needs no gradient",
+        matmul_flops == 2 * m * k * n
+        and backward_flops == 2 * forward_flops
+        and first_backward_flops == first_forward_flops,
         f"counted {matmul_flops:,} vs 2mkn = {2 * m * k * n:,}; Linear forward "
-        f"{forward_flops:,}, backward {backward_flops:,}",
+        f"{forward_flops:,}, backward {backward_flops:,} (first layer: {first_backward_flops:,})",
     )
     result.claim(
         "FLOPs are not time: a tiny matmul achieves far fewer FLOP/s than a large one",
