@@ -98,9 +98,14 @@ def markdown_report(
         f"Today: {p.today.total} answers ({p.today.new} new cards). "
         f"Mastered = in review with predicted recall ≥ {_pct(p.desired_retention)}.",
         "",
-        "## Retention",
-        "",
     ]
+    if topics:
+        lines += [
+            f"Topics in this report: {', '.join(f'`{t}`' for t in topics)}. The review figures "
+            "(retention, coming up, activity) cover every topic.",
+            "",
+        ]
+    lines += ["## Retention", ""]
     if r.answers:
         lines += [
             f"In the last {p.retention_days} days you recalled **{_pct(r.true_retention)}** of "
