@@ -62,11 +62,13 @@ def simulate(
     new_per_day: int = 20,
     reviews_per_day: int = 200,
     skip_day: float = 0.15,
+    session_hours: float = 3.0,
     seed: int = 0,
 ) -> Iterator[SimulatedReview]:
     """Reviews of a learner who studies on `days` consecutive days from `start` (missing a
     day with probability `skip_day`), each day answering what is due (up to
-    `reviews_per_day`, learning steps included) and then up to `new_per_day` new cards."""
+    `reviews_per_day`, learning steps included) and new cards (up to `new_per_day`) while
+    learning steps wait, for at most `session_hours`."""
     settings = settings or Settings()
     learner = learner or Learner()
     rng = random.Random(seed)
@@ -82,17 +84,22 @@ def simulate(
             continue
         now = start + timedelta(days=day, minutes=rng.randint(0, 180))
         day_end = start + timedelta(days=day + 1)
-        session_end = now + timedelta(hours=3)
+        session_end = now + timedelta(hours=session_hours)
         answered = new_today = 0
         while answered < reviews_per_day and now < session_end:
             while queue and cards[queue[0][1]].due != queue[0][0]:
                 heapq.heappop(queue)  # the card was reviewed since: an old entry
-            if queue and queue[0][0] <= day_end:
-                due, qid = heapq.heappop(queue)
-                now = max(now, due)  # a learning step not due yet: wait for it
+            due_now = queue and (
+                queue[0][0] <= now or (cards[queue[0][1]].state == 2 and queue[0][0] <= day_end)
+            )
+            if due_now:
+                _, qid = heapq.heappop(queue)
             elif new_today < new_per_day and fresh:
-                qid = fresh.pop()
+                qid = fresh.pop()  # new cards fill the wait for learning steps, as in Anki
                 new_today += 1
+            elif queue and queue[0][0] <= day_end:
+                due, qid = heapq.heappop(queue)
+                now = max(now, due)  # only learning steps left: wait for the next one
             else:
                 break
             card = cards.get(qid) or CardState(qid)

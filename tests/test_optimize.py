@@ -27,7 +27,7 @@ def study(days: int, cards: int = 300, seed: int = 3) -> int:
 
 
 def test_too_few_reviews_says_how_many_more_are_needed():
-    study(days=20)
+    study(days=6)
     result = runner.invoke(app, ["optimize"])
     assert result.exit_code == 1
     assert "not enough reviews yet" in result.output
