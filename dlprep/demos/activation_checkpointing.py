@@ -34,55 +34,15 @@ Run: dlprep demo activation-checkpointing
 from __future__ import annotations
 
 import time
-import weakref
 
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from dlprep.demos._core import Curve, DemoContext, DemoResult, Table
+from dlprep.demos._memory import SavedActivations
 
 STATISTICAL = False
-
-
-class _Box:
-    def __init__(self, t):
-        self.t = t
-
-
-class SavedBytes:
-    """Bytes of the tensors autograd saves for backward (outside checkpointed regions), each
-    memory block counted once, live now and at the peak; the weights are left out."""
-
-    def __init__(self, skip):
-        self.skip = {t.untyped_storage().data_ptr() for t in skip}
-        self.holders: dict[int, int] = {}
-        self.live = 0
-        self.peak = 0
-
-    def pack(self, t):
-        block = t.untyped_storage()
-        key = block.data_ptr()
-        if key in self.skip:
-            return t
-        if key not in self.holders:
-            self.holders[key] = 0
-            self.live += block.nbytes()
-            self.peak = max(self.peak, self.live)
-        self.holders[key] += 1
-        box = _Box(t)
-        weakref.finalize(box, self._release, key, block.nbytes())
-        return box
-
-    def _release(self, key, nbytes):
-        self.holders[key] -= 1
-        if self.holders[key] == 0:
-            del self.holders[key]
-            self.live -= nbytes
-
-    @staticmethod
-    def unpack(box):
-        return box.t if isinstance(box, _Box) else box
 
 
 def make_blocks(n_blocks: int, width: int) -> nn.ModuleList:
@@ -141,20 +101,20 @@ def run(ctx: DemoContext) -> DemoResult:
     result = DemoResult()
 
     # ---- memory held for backward, and gradients, for each segment size --------------------
-    ref_grads, held_plain = step(blocks, x, 0, ctx.seed, meter=SavedBytes(params))
+    ref_grads, held_plain = step(blocks, x, 0, ctx.seed, meter=SavedActivations(params))
     one_block_bytes = held_plain / n_blocks  # (almost: the loss's pow input is counted too)
     k_star = (n_blocks * x.numel() * x.element_size() / one_block_bytes) ** 0.5
     input_bytes = x.numel() * x.element_size()
     rows, peaks, helds, max_diff = [], {}, {}, 0.0
     segments = [1, 2, 4, 8, 16]
     for k in segments:
-        grads, held = step(blocks, x, k, ctx.seed, meter=SavedBytes(params))
+        grads, held = step(blocks, x, k, ctx.seed, meter=SavedActivations(params))
         max_diff = max(
             max_diff, max((a - b).abs().max().item() for a, b in zip(grads, ref_grads, strict=True))
         )
         # measured: what forward left behind; plus one segment rebuilt during backward, whose
         # size is measured by running that segment without checkpointing
-        _, one_segment = step(blocks[:k], x, 0, ctx.seed, meter=SavedBytes(params))
+        _, one_segment = step(blocks[:k], x, 0, ctx.seed, meter=SavedActivations(params))
         peaks[k] = held + one_segment
         helds[k] = held
         rows.append([k, n_blocks // k, f"{held / 1e6:.2f}", f"{one_segment / 1e6:.2f}",

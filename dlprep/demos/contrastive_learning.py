@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlprep.demos._core import Curve, DemoContext, DemoResult, Table
+from dlprep.demos._probe import linear_probe
 
 STATISTICAL = True
 
@@ -77,21 +78,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
 
 def encoder() -> nn.Module:
     return nn.Sequential(nn.Linear(D_IN, 128), nn.ReLU(), nn.Linear(128, 64))
-
-
-def probe(train_x, train_y, test_x, test_y, steps: int = 300) -> float:
-    """Linear probe: logistic regression on frozen, standardised features; test accuracy."""
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    clf = nn.Linear(train_x.shape[1], CLASSES).to(train_x.device)
-    opt = torch.optim.Adam(clf.parameters(), lr=1e-2, weight_decay=1e-3)
-    for _ in range(steps):
-        loss = F.cross_entropy(clf(train_x), train_y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        return (clf(test_x).argmax(1) == test_y).float().mean().item()
 
 
 def run(ctx: DemoContext) -> DemoResult:
@@ -134,18 +120,20 @@ def run(ctx: DemoContext) -> DemoResult:
     best = runs[0.1]
     f, head = best["f"], best["head"]
     acc = {
-        "raw input": probe(x_lab, y_lab, x_test, y_test),
-        "random encoder h": probe(
+        "raw input": linear_probe(x_lab, y_lab, x_test, y_test),
+        "random encoder h": linear_probe(
             features(best["random"], x_lab), y_lab, features(best["random"], x_test), y_test
         ),
-        "contrastive h (tau 0.1)": probe(features(f, x_lab), y_lab, features(f, x_test), y_test),
-        "contrastive z = g(h) (tau 0.1)": probe(
+        "contrastive h (tau 0.1)": linear_probe(
+            features(f, x_lab), y_lab, features(f, x_test), y_test
+        ),
+        "contrastive z = g(h) (tau 0.1)": linear_probe(
             features(nn.Sequential(f, head), x_lab),
             y_lab,
             features(nn.Sequential(f, head), x_test),
             y_test,
         ),
-        "contrastive h (tau 1.0)": probe(
+        "contrastive h (tau 1.0)": linear_probe(
             features(runs[1.0]["f"], x_lab), y_lab, features(runs[1.0]["f"], x_test), y_test
         ),
     }

@@ -48,6 +48,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from dlprep.demos._core import DemoContext, DemoResult, Table
+from dlprep.demos._probe import linear_probe
 
 STATISTICAL = True
 
@@ -77,21 +78,6 @@ def encoder() -> nn.Sequential:  # backbone (first 3 modules) + a projection lay
     return nn.Sequential(
         nn.Linear(D_IN, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 32)
     )  # fmt: skip
-
-
-def probe(train_x, train_y, test_x, test_y, steps: int = 300) -> float:
-    """Linear probe: logistic regression on frozen, standardised features; test accuracy."""
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    clf = nn.Linear(train_x.shape[1], CLASSES).to(train_x.device)
-    opt = torch.optim.Adam(clf.parameters(), lr=1e-2, weight_decay=1e-3)
-    for _ in range(steps):
-        loss = F.cross_entropy(clf(train_x), train_y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        return (clf(test_x).argmax(1) == test_y).float().mean().item()
 
 
 def train_moco(world, m: float, queue_len: int, steps: int, seed: int, device, tau=0.1, B=32):
@@ -157,7 +143,7 @@ def run(ctx: DemoContext) -> DemoResult:
         f_q, losses, old_cos, new_cos = train_moco(world, m, k_len, steps, ctx.seed, device)
         with torch.no_grad():
             h_lab, h_test = f_q[:3](x_lab), f_q[:3](x_test)  # backbone features
-        acc = probe(h_lab, y_lab, h_test, y_test)
+        acc = linear_probe(h_lab, y_lab, h_test, y_test)
         final = sum(losses[-20:]) / 20
         runs[name] = {"acc": acc, "loss": final, "old": old_cos, "new": new_cos}
     result.tables.append(
