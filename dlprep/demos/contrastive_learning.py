@@ -41,29 +41,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlprep.demos._core import Curve, DemoContext, DemoResult, Table
-from dlprep.demos._probe import linear_probe
+from dlprep.demos._ssl import CLASSES, D_IN, World, linear_probe
 
 STATISTICAL = True
-
-D_IN, D_CONTENT, D_STYLE, CLASSES = 32, 4, 12, 10
-
-
-class World:
-    """Generates inputs from (content, style) through a fixed random non-linear mixing."""
-
-    def __init__(self, g: torch.Generator):
-        self.centers = F.normalize(torch.randn(CLASSES, D_CONTENT, generator=g), dim=1) * 2
-        self.w1 = torch.randn(D_CONTENT + D_STYLE, 64, generator=g) / 4
-        self.w2 = torch.randn(64, D_IN, generator=g) / 8
-
-    def content(self, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return self.centers[y] + 0.4 * torch.randn(y.shape[0], D_CONTENT, generator=g)
-
-    def view(self, c: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """An augmented view: same content, fresh style (the nuisance), a little noise."""
-        style = 1.0 * torch.randn(c.shape[0], D_STYLE, generator=g)
-        x = torch.tanh(torch.cat([c, style], 1) @ self.w1) @ self.w2
-        return x + 0.05 * torch.randn(x.shape, generator=g)
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:

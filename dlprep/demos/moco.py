@@ -48,30 +48,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from dlprep.demos._core import DemoContext, DemoResult, Table
-from dlprep.demos._probe import linear_probe
+from dlprep.demos._ssl import CLASSES, D_IN, World, linear_probe
 
 STATISTICAL = True
-
-D_IN, D_CONTENT, D_STYLE, CLASSES = 32, 4, 12, 10
-
-
-class World:
-    """Inputs from (content, style) through a fixed random non-linear mixing."""
-
-    def __init__(self, g: torch.Generator):
-        self.centers = F.normalize(torch.randn(CLASSES, D_CONTENT, generator=g), dim=1) * 2
-        self.w1 = torch.randn(D_CONTENT + D_STYLE, 64, generator=g) / 4
-        self.w2 = torch.randn(64, D_IN, generator=g) / 8
-
-    def content(self, n: int, g: torch.Generator, y: torch.Tensor | None = None):
-        y = torch.randint(0, CLASSES, (n,), generator=g) if y is None else y
-        return self.centers[y] + 0.4 * torch.randn(len(y), D_CONTENT, generator=g)
-
-    def view(self, c: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """An augmented view: same content, fresh style, a little noise."""
-        style = torch.randn(c.shape[0], D_STYLE, generator=g)
-        x = torch.tanh(torch.cat([c, style], 1) @ self.w1) @ self.w2
-        return x + 0.05 * torch.randn(x.shape, generator=g)
 
 
 def encoder() -> nn.Sequential:  # backbone (first 3 modules) + a projection layer
@@ -90,12 +69,12 @@ def train_moco(world, m: float, queue_len: int, steps: int, seed: int, device, t
         p.requires_grad_(False)
     opt = torch.optim.Adam(f_q.parameters(), lr=1e-3)
     # the queue: K keys, and (for the measurement only) the inputs that produced them
-    queue_x = world.view(world.content(queue_len, g), g).to(device)  # (K, D_IN)
+    queue_x = world.view(world.content(world.labels(queue_len, g), g), g).to(device)  # (K, D_IN)
     with torch.no_grad():
         queue = F.normalize(f_k(queue_x), dim=1)  # (K, 32)
     ptr, losses, oldest_cos, newest_cos = 0, [], [], []
     for step in range(steps):
-        c = world.content(B, g)
+        c = world.content(world.labels(B, g), g)
         x_q, x_k = world.view(c, g).to(device), world.view(c, g).to(device)  # two views
         q = F.normalize(f_q(x_q), dim=1)  # (B, 32)
         with torch.no_grad():
@@ -132,8 +111,8 @@ def run(ctx: DemoContext) -> DemoResult:
 
     y_lab = torch.arange(CLASSES).repeat(10)  # 10 labels per class, for the probe only
     y_test = torch.randint(0, CLASSES, (2000,), generator=g)
-    x_lab = world.view(world.content(0, g, y_lab), g).to(device)
-    x_test = world.view(world.content(0, g, y_test), g).to(device)
+    x_lab = world.view(world.content(y_lab, g), g).to(device)
+    x_test = world.view(world.content(y_test, g), g).to(device)
     y_lab, y_test = y_lab.to(device), y_test.to(device)
 
     settings = {"m = 0.99, K = 1024": (0.99, K), "m = 0, K = 1024": (0.0, K),

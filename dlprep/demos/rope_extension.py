@@ -37,19 +37,9 @@ from __future__ import annotations
 import torch
 
 from dlprep.demos._core import Curve, DemoContext, DemoResult, Table
+from dlprep.demos.positional_encoding import rope  # the same rotation, introduced there
 
 STATISTICAL = True
-
-
-def rope(x: torch.Tensor, pos: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x[..., 2j], x[..., 2j+1]) of x (n, d) by pos (n,) * theta (d/2,)."""
-    ang = pos[:, None] * theta[None, :]  # (n, d/2)
-    cos, sin = ang.cos(), ang.sin()
-    x1, x2 = x[:, 0::2], x[:, 1::2]
-    out = torch.empty_like(x)
-    out[:, 0::2] = x1 * cos - x2 * sin
-    out[:, 1::2] = x1 * sin + x2 * cos
-    return out
 
 
 def run(ctx: DemoContext) -> DemoResult:
