@@ -52,7 +52,18 @@ BACKUP_TABLES: dict[str, tuple[str, ...]] = {
     "undone": ("review_id", "undone_at"),
     "settings": ("key", "value"),
 }
-_DEFAULT_CURVE = Scheduler(Settings(), enable_fuzzing=False)
+
+
+@functools.cache
+def _default_scheduler() -> Scheduler:
+    """Built on first use: only migration 2's backfill needs it, not every start."""
+    return Scheduler(Settings(), enable_fuzzing=False)
+
+
+def _backfill_recall(days: int, stability: float) -> float:
+    return _default_scheduler().recall_after(stability, days)
+
+
 _NOT_UNDONE = "NOT EXISTS (SELECT 1 FROM undone u WHERE u.review_id = r.id)"
 
 
@@ -211,7 +222,7 @@ class Store:
         self._db.create_function(
             "dlprep_recall",
             2,
-            lambda days, stability: _DEFAULT_CURVE.recall_after(stability, days),
+            _backfill_recall,
             deterministic=True,
         )
         self._db.execute("PRAGMA busy_timeout = 30000")
